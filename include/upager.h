@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upager.h - the public interface of upager, a user-space demand pager.
+ *
+ * upager reserves virtual regions, takes their page faults through
+ * userfaultfd, keeps at most a budget of their pages resident and writes the
+ * rest to a swap file through io_uring.  Everything a program needs is here:
+ *
+ *   struct upg_options opts;
+ *   struct upg_runtime *rt;
+ *   void *p;
+ *
+ *   upg_options_init(&opts);
+ *   opts.budget = 256 << 20;
+ *   upg_runtime_create(&opts, &rt);
+ *   upg_region_reserve(rt, 1ULL << 40, &p);      // 1 TiB, paged on demand
+ *   ...
+ *   upg_region_release(rt, p);
+ *   upg_runtime_destroy(rt);
+ *
+ * Conventions: every int function returns 0 or a negative errno value and
+ * never sets errno; the malloc family returns NULL and sets errno, exactly
+ * like malloc(3).  All functions are thread-safe unless said otherwise.
+ */
+#ifndef UPAGER_H
+#define UPAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UPG_VERSION_MAJOR 0
+#define UPG_VERSION_MINOR 1
+#define UPG_VERSION_STRING "0.1"
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* How a page is taken out of a region without losing a concurrent write. */
+enum upg_evict_mode {
+	UPG_EVICT_AUTO = 0, /* MOVE where the kernel offers it, else COPY */
+	UPG_EVICT_MOVE,     /* UFFDIO_MOVE into a staging area (Linux 6.8+) */
+	UPG_EVICT_COPY,     /* write-protect, copy out, zap (Linux 5.7+) */
+};
+
+/* How the pager learns that a page with a valid swap copy was written. */
+enum upg_dirty_mode {
+	UPG_DIRTY_AUTO = 0, /* currently WP_FAULT (WP_ASYNC not yet used) */
+	UPG_DIRTY_WP_FAULT, /* install clean pages write-protected; 1st write faults */
+};
+
+/*
+ * Runtime options.  Initialise with upg_options_init(), then override fields
+ * directly, by name with upg_options_set(), or from UPAGER_* environment
+ * variables with upg_options_from_env().  Strings are borrowed, not copied:
+ * they must outlive upg_runtime_create().
+ */
+struct upg_options {
+	size_t budget;            /* UPAGER_BUDGET: max resident bytes (default 256M) */
+	size_t page_size;         /* UPAGER_PAGE_SIZE: pager page, 4K..2M, power of two */
+	const char *swap_dir;     /* UPAGER_SWAP_DIR: where the O_TMPFILE swap lives */
+	const char *swap_path;    /* UPAGER_SWAP: existing file or block device instead */
+	size_t swap_max;          /* UPAGER_SWAP_MAX: swap size limit, 0 = unlimited */
+	unsigned handler_threads; /* UPAGER_THREADS: fault-handler threads (1..64) */
+	unsigned low_watermark;   /* UPAGER_LOW_WATERMARK: % of budget kept free, start reclaim */
+	unsigned high_watermark;  /* UPAGER_HIGH_WATERMARK: % of budget free when reclaim stops */
+	unsigned spin_us;         /* UPAGER_SPIN_US: handler spins this long before sleeping */
+	enum upg_evict_mode evict; /* UPAGER_EVICT: auto | move | copy */
+	enum upg_dirty_mode dirty; /* UPAGER_DIRTY: auto | wp-fault */
+	unsigned verbose;         /* UPAGER_VERBOSE: 0 quiet, 1 warnings+summary, 2 debug */
+};
+
+/* Fill @opts with the defaults. */
+void upg_options_init(struct upg_options *opts);
+
+/*
+ * Set the option @name (the variable name without the UPAGER_ prefix, in
+ * lower or upper case: "budget", "BUDGET", "page_size") from the string
+ * @value ("512M", "2G", "move", ...).  On error returns -EINVAL and, when
+ * @err is not NULL, writes a message naming the variable, its value and an
+ * example of a good value into @err (at most @errlen bytes).  Returns
+ * -ENOENT for an unknown name.
+ */
+int upg_options_set(struct upg_options *opts, const char *name,
+		    const char *value, char *err, size_t errlen);
+
+/* Apply every UPAGER_* environment variable that is set.  Errors as above. */
+int upg_options_from_env(struct upg_options *opts, char *err, size_t errlen);
+
+/* Check the options as a whole (ranges, watermark order).  Errors as above. */
+int upg_options_validate(const struct upg_options *opts, char *err,
+			 size_t errlen);
+
+/* Parse "4096", "64K", "512M", "2G", "1T" (binary units).  0 or -EINVAL. */
+int upg_parse_size(const char *s, size_t *out);
+
+/* Print one line per option: name, value, environment variable. */
+void upg_options_print(const struct upg_options *opts, FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime and regions                                                       */
+/* ------------------------------------------------------------------------ */
+
+struct upg_runtime;
+
+/*
+ * Start a pager: open the userfaultfd, the swap store, the handler and
+ * reclaim threads.  If the process may not use userfaultfd, the runtime
+ * still starts, unpaged (regions are plain anonymous memory), a warning
+ * naming the fix is printed once when opts->verbose > 0, and
+ * upg_runtime_is_paged() returns false.  Returns -EINVAL for bad options.
+ */
+int upg_runtime_create(const struct upg_options *opts, struct upg_runtime **rtp);
+
+/* Stop the threads, release every region and the swap store. */
+void upg_runtime_destroy(struct upg_runtime *rt);
+
+/* True when regions of @rt are really paged (userfaultfd is usable). */
+bool upg_runtime_is_paged(const struct upg_runtime *rt);
+
+/* Why the runtime is unpaged, or "" when it is paged. */
+const char *upg_runtime_unpaged_reason(const struct upg_runtime *rt);
+
+/* The pager page size of @rt, in bytes. */
+size_t upg_runtime_page_size(const struct upg_runtime *rt);
+
+/*
+ * Reserve a region of @len bytes (rounded up to the pager page size), aligned
+ * to the pager page size, zero-filled on first touch.  Reserving is cheap for
+ * any size: nothing is allocated until pages are touched.  *@addrp receives
+ * the address.  Returns -EINVAL for len 0, -ENOMEM when no address space.
+ */
+int upg_region_reserve(struct upg_runtime *rt, size_t len, void **addrp);
+
+/* Release a region returned by upg_region_reserve (its swap slots too). */
+int upg_region_release(struct upg_runtime *rt, void *addr);
+
+/* Advice for upg_advise(). */
+enum upg_advice {
+	UPG_ADV_WILLNEED = 1, /* read the range in now (prefetch, asynchronous) */
+	UPG_ADV_DONTNEED,     /* discard: contents become zero, slots freed, no I/O */
+	UPG_ADV_COLD,         /* evict the range now (written to swap if dirty) */
+	UPG_ADV_PIN,          /* keep the range resident until UNPIN (faults it in) */
+	UPG_ADV_UNPIN,        /* let the range be evicted again */
+};
+
+/*
+ * Apply @advice to [@addr, @addr + @len), which must lie inside one region;
+ * @addr is rounded down and the end up to pager pages, except for DONTNEED
+ * which only discards whole pages inside the range.  Returns -EINVAL for a
+ * range outside the regions, -ENOMEM when PIN would exceed the budget.
+ */
+int upg_advise(struct upg_runtime *rt, void *addr, size_t len, int advice);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Fault kinds, for the latency histogram. */
+enum upg_fault_kind {
+	UPG_FAULT_ZERO = 0, /* first touch: zero-fill */
+	UPG_FAULT_SOFT,     /* inactive page mapped back, no I/O */
+	UPG_FAULT_MAJOR,    /* page read from swap */
+	UPG_FAULT_WP,       /* first write to a clean page */
+	UPG_FAULT_KINDS
+};
+
+/* Latency bucket i counts faults served in [2^i, 2^(i+1)) nanoseconds. */
+#define UPG_LATENCY_BUCKETS 40
+
+struct upg_stats {
+	uint64_t page_size;
+	uint64_t budget_pages;
+	/* pages by state (a snapshot) */
+	uint64_t resident_pages;  /* active + inactive + writeback + reading */
+	uint64_t active_pages;
+	uint64_t inactive_pages;
+	uint64_t writeback_pages;
+	uint64_t reading_pages;
+	uint64_t swapped_pages;   /* data only in swap */
+	uint64_t pinned_pages;
+	uint64_t peak_resident_pages;
+	/* events since start */
+	uint64_t faults[UPG_FAULT_KINDS];
+	uint64_t faults_duplicate;   /* messages for a page already being served */
+	uint64_t faults_waited;      /* faults that had to wait for reclaim */
+	uint64_t deactivations;      /* active -> inactive */
+	uint64_t pages_written;      /* pages written to swap */
+	uint64_t pages_read;         /* pages read from swap */
+	uint64_t bytes_written;
+	uint64_t bytes_read;
+	uint64_t write_requests;     /* I/O requests (a batch may hold many pages) */
+	uint64_t read_requests;
+	uint64_t clean_drops;        /* evicted without I/O: swap copy still valid */
+	uint64_t discards;           /* pages discarded (DONTNEED, munmap, release) */
+	uint64_t swap_full;          /* evictions refused because swap was full */
+	uint64_t io_errors;          /* failed swap requests (after retries) */
+	uint64_t io_retries;
+	uint64_t poisoned;           /* pages failed with SIGBUS */
+	uint64_t swap_slots_used;
+	uint64_t swap_slots_total;
+	uint64_t events_fork, events_remap, events_remove, events_unmap;
+	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
+	/* what the running kernel offered, and what is used */
+	bool paged;
+	bool evict_move;             /* UFFDIO_MOVE in use */
+	bool has_poison;             /* UFFDIO_POISON available */
+};
+
+/* Take a snapshot of the statistics. */
+int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st);
+
+/*
+ * The latency below which a fraction @q (0..1) of faults of @kind were served,
+ * in nanoseconds, read off the histogram (upper edge of the bucket).
+ */
+uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
+				    enum upg_fault_kind kind, double q);
+
+/* Print a human-readable summary. */
+void upg_stats_print(const struct upg_stats *st, FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Allocator                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * upg_malloc() and its family serve memory from managed regions of one
+ * process-wide heap, so everything a program allocates is paged by upager.
+ * They behave exactly like their C library namesakes (NULL and errno on
+ * failure; posix_memalign returns the error number), and are what the
+ * LD_PRELOAD shim (libupager-preload.so) puts behind malloc(3).
+ *
+ * The heap takes its regions from one runtime: the one given to
+ * upg_alloc_init() before the first allocation or, when the program
+ * allocates first, one created from the UPAGER_* environment variables
+ * (upg_options_from_env).  A bad UPAGER_* value is then fatal: the message
+ * is printed and the process exits with status 2, as `upager run` does.
+ * With UPAGER_STATS=1 that runtime's and the heap's statistics are printed
+ * on stderr when the process exits.
+ *
+ * All allocator metadata lives outside the managed regions, so malloc and
+ * free never fault a page in.  Free pages are discarded through the pager
+ * (never written to swap); a few MiB of recently freed memory are kept
+ * undiscarded so that a free/malloc cycle does not fault every time.
+ * Passing free() a pointer that upager did not allocate, or freeing twice,
+ * prints a message naming the pointer and aborts.
+ */
+
+/*
+ * Make the process heap take its regions from @rt, which must outlive every
+ * allocation.  Returns -EBUSY if the heap is already running (something was
+ * allocated already, or upg_alloc_init was called before), -ENOMEM.
+ */
+int upg_alloc_init(struct upg_runtime *rt);
+
+/* The runtime behind the process heap; NULL before the first allocation,
+ * or when no runtime could be created (the heap then uses plain memory). */
+struct upg_runtime *upg_alloc_runtime(void);
+
+void *upg_malloc(size_t size);
+void upg_free(void *ptr);
+void *upg_calloc(size_t nmemb, size_t size);
+void *upg_realloc(void *ptr, size_t size);
+void *upg_reallocarray(void *ptr, size_t nmemb, size_t size);
+/* @alignment: a power of two multiple of sizeof(void *); returns 0, EINVAL
+ * or ENOMEM (positive, like posix_memalign(3)).  Any alignment works. */
+int upg_posix_memalign(void **memptr, size_t alignment, size_t size);
+/* @alignment: a power of two, else NULL with errno EINVAL. */
+void *upg_aligned_alloc(size_t alignment, size_t size);
+/* Obsolete forms, as in glibc: memalign rounds @alignment up to a power of
+ * two; valloc aligns to 4 KiB; pvalloc also rounds @size up to 4 KiB. */
+void *upg_memalign(size_t alignment, size_t size);
+void *upg_valloc(size_t size);
+void *upg_pvalloc(size_t size);
+/* Bytes usable at @ptr (>= the size asked for); 0 for NULL. */
+size_t upg_malloc_usable_size(void *ptr);
+
+struct upg_alloc_stats {
+	uint64_t mapped_bytes;    /* address space reserved for the heap */
+	uint64_t slab_bytes;      /* in slabs of small objects (used or not) */
+	uint64_t large_bytes;     /* in large allocations (whole pages) */
+	uint64_t free_bytes;      /* in free spans */
+	uint64_t dirty_bytes;     /* free but not yet discarded */
+	uint64_t slabs;           /* slabs now */
+	uint64_t discards;        /* discard requests sent to the pager */
+	uint64_t discarded_bytes; /* bytes they covered */
+	uint64_t large_allocs;    /* large allocations since start */
+	uint64_t large_frees;
+	uint64_t grow_in_place;   /* realloc grew a large block where it was */
+	uint64_t shrink_in_place;
+	uint64_t realloc_moves;   /* realloc had to copy a large block */
+	uint64_t cache_refills;   /* thread cache refills from slabs */
+	uint64_t cache_flushes;   /* thread cache returns to slabs */
+	uint64_t thread_caches;   /* threads with a cache now */
+};
+
+/* Statistics of the process heap (all zero before the first allocation). */
+int upg_alloc_stats_get(struct upg_alloc_stats *st);
+void upg_alloc_stats_print(const struct upg_alloc_stats *st, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UPAGER_H */

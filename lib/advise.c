@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * advise.c - upg_advise(): the program tells the pager what it knows.
+ *
+ *   DONTNEED  the contents are garbage: pages become EMPTY, their frames
+ *             and swap slots are freed at once, nothing is written.  This
+ *             is how the allocator keeps freed memory out of swap.
+ *   WILLNEED  read swapped pages in now, using only free budget (prefetch
+ *             never evicts to make room for a guess).
+ *   COLD      evict now: deactivate and write out, then return.
+ *   PIN       keep resident: pinned frames leave the LRU lists.
+ *   UNPIN     back to the LRU.
+ */
+#include "pager.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Find the region holding all of [addr, addr+len); regions_lock read-held. */
+static struct upg_region *range_region(struct upg_runtime *rt, uintptr_t addr,
+				       size_t len, size_t *first, size_t *last)
+{
+	struct upg_region *r;
+	uintptr_t base;
+	size_t page;
+
+	r = region_get(rt, addr, &page);
+	if (!r)
+		return NULL;
+	base = atomic_load(&r->base);
+	if (addr + len > base + r->len || addr + len < addr) {
+		region_put(rt);
+		return NULL;
+	}
+	*first = page;
+	*last = (addr + len - base + rt->page_size - 1) >> rt->page_shift;
+	return r;
+}
+
+/*
+ * Read page @page of @r in from swap if it is SWAPPED and budget is free.
+ * Synchronous: the caller is a program thread asking for it.
+ */
+static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
+			 size_t page, char *buf)
+{
+	struct upg_pte *pte = &r->ptes[page];
+	uintptr_t pa = region_page_addr(r, page, rt->page_size);
+	uint32_t f, slot;
+	ssize_t n;
+	int ret = 0;
+
+	pte_lock(pte);
+	if (pte->state != PS_SWAPPED) {
+		pte_unlock(pte);
+		return 0;
+	}
+	if (frames_free_count(rt) <= rt->low_free &&
+	    !(pte->flags & PTE_PINNED)) {
+		pte_unlock(pte);
+		return -ENOMEM;
+	}
+	f = frame_alloc(rt, r, page);
+	/* a pinned page must come in: wait for reclaim to make room */
+	for (int tries = 0; f == UPG_NO_FRAME && (pte->flags & PTE_PINNED) &&
+			    tries < 100000; tries++) {
+		pte_unlock(pte);
+		runtime_wake_reclaim(rt);
+		usleep(50);
+		pte_lock(pte);
+		if (pte->state != PS_SWAPPED) {
+			pte_unlock(pte);
+			return 0;
+		}
+		f = frame_alloc(rt, r, page);
+	}
+	if (f == UPG_NO_FRAME) {
+		pte_unlock(pte);
+		return -ENOMEM;
+	}
+	slot = pte->slot;
+	pte->frame = f;
+	pte_set_state(rt, pte, PS_READING);
+	atomic_fetch_add(&r->inflight, 1);
+	pte_unlock(pte);
+
+	n = pread(rt->swapfile.fd, buf, rt->page_size,
+		  (off_t)((uint64_t)slot * rt->page_size));
+	STAT_INC(rt, read_requests);
+
+	pte_lock(pte);
+	if (pte->flags & PTE_DISCARD) {
+		swap_free(rt, pte->slot);
+		frame_free(rt, f);
+		pte_set_state(rt, pte, PS_EMPTY);
+		pte->flags = 0;
+		pte->slot = UPG_NO_SLOT;
+		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+	} else if (n != (ssize_t)rt->page_size) {
+		/* leave it in swap: a fault will retry and report */
+		frame_free(rt, f);
+		pte_set_state(rt, pte, PS_SWAPPED);
+		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+		ret = -EIO;
+	} else {
+		ret = UFFD_RETRY(upg_uffd_copy(&rt->uffd, pa, buf, rt->page_size,
+					       rt->uffd.has_wp, true));
+		if (ret == -EEXIST)
+			ret = 0;
+		pte_set_state(rt, pte, PS_ACTIVE);
+		pte->flags &= PTE_PINNED;
+		frame_move(rt, f, (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+		STAT_INC(rt, pages_read);
+	}
+	pte_unlock(pte);
+	atomic_fetch_sub(&r->inflight, 1);
+	return ret;
+}
+
+static int advise_willneed(struct upg_runtime *rt, struct upg_region *r,
+			   size_t first, size_t last)
+{
+	char *buf = upg_os_alloc(rt->page_size);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t p = first; p < last && ret == 0; p++)
+		ret = prefetch_page(rt, r, p, buf);
+	upg_os_free(buf, rt->page_size);
+	/* out of free budget is not an error for a hint */
+	return ret == -ENOMEM ? 0 : ret;
+}
+
+static int advise_pin(struct upg_runtime *rt, struct upg_region *r,
+		      size_t first, size_t last, bool pin)
+{
+	uint32_t limit = rt->budget_frames > rt->high_free ?
+		rt->budget_frames - rt->high_free : 0;
+
+	if (pin && atomic_load(&rt->pinned_pages) + (last - first) > limit)
+		return -ENOMEM;
+	for (size_t p = first; p < last; p++) {
+		struct upg_pte *pte = &r->ptes[p];
+
+		pte_lock(pte);
+		if (pin && !(pte->flags & PTE_PINNED)) {
+			pte->flags |= PTE_PINNED;
+			atomic_fetch_add(&rt->pinned_pages, 1);
+			if (pte->state == PS_ACTIVE)
+				frame_move(rt, pte->frame, FL_ISOLATED);
+		} else if (!pin && (pte->flags & PTE_PINNED)) {
+			pte->flags &= (uint8_t)~PTE_PINNED;
+			atomic_fetch_sub(&rt->pinned_pages, 1);
+			if (pte->state == PS_ACTIVE)
+				frame_move(rt, pte->frame, FL_ACTIVE);
+		}
+		pte_unlock(pte);
+	}
+	return pin ? advise_willneed(rt, r, first, last) : 0;
+}
+
+UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
+		       int advice)
+{
+	uintptr_t start = (uintptr_t)addr;
+	struct upg_region *r;
+	size_t first, last;
+	int ret = 0;
+
+	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_UNPIN)
+		return -EINVAL;
+	if (!rt->paged) {
+		if (advice == UPG_ADV_DONTNEED)
+			return madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
+		return 0;
+	}
+	if (advice == UPG_ADV_COLD)
+		return reclaim_cold(rt, addr, len);
+
+	r = range_region(rt, start, len, &first, &last);
+	if (!r)
+		return -EINVAL;
+	switch (advice) {
+	case UPG_ADV_DONTNEED: {
+		uintptr_t base = atomic_load(&r->base);
+
+		/* whole pages only: a partial page still holds live data */
+		first = (start - base + rt->page_size - 1) >> rt->page_shift;
+		last = (start + len - base) >> rt->page_shift;
+		if (first < last)
+			region_discard_pages(rt, r, first, last, true);
+		break;
+	}
+	case UPG_ADV_WILLNEED:
+		ret = advise_willneed(rt, r, first, last);
+		break;
+	case UPG_ADV_PIN:
+		ret = advise_pin(rt, r, first, last, true);
+		break;
+	case UPG_ADV_UNPIN:
+		ret = advise_pin(rt, r, first, last, false);
+		break;
+	}
+	region_put(rt);
+	return ret;
+}

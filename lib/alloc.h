@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc.h - the region allocator's internal interface, shared by
+ * lib/alloc*.c and the allocator's unit tests.
+ *
+ * Files:
+ *   alloc_class.c    size classes: object sizes, slab shapes, cache sizes
+ *   alloc_pagemap.c  address -> span map (all metadata lives outside regions)
+ *   alloc_extent.c   the page heap: spans, free bins, coalescing, discard
+ *   alloc_slab.c     slabs of one size class, per-thread caches
+ *   alloc.c          a heap: malloc, free, realloc, memalign on one heap
+ *   alloc_provider.c where regions come from: a runtime, or plain mmap
+ *   alloc_process.c  the process-wide heap behind upg_malloc(): lazy start,
+ *                    bootstrap arena, thread exit, fork, statistics at exit
+ *
+ * Lock order (outer first), all below every pager lock except that the
+ * pager is called with them held (the pager never calls the allocator):
+ *
+ *   1. heap->central[c].lock  (one size class: its partial slabs, avail bits)
+ *   2. heap->lock             (page heap: free spans, regions, span pool)
+ *   3. upg_pagemap_lock       (creation of page-map leaves)
+ *   4. heap->tc_lock          (the list of thread caches; leaf lock)
+ *
+ * No allocator lock is held while managed memory is touched (memset, memcpy
+ * run unlocked), so a thread holding one never waits for a page fault.
+ */
+#ifndef UPG_ALLOC_H
+#define UPG_ALLOC_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------------------ */
+/* Units                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The allocator's own page, the "unit": spans are whole units.  It is the
+ * smallest pager page; a larger pager page only makes discards coarser.
+ */
+#define UPG_UNIT_SHIFT 12
+#define UPG_UNIT ((size_t)1 << UPG_UNIT_SHIFT)
+
+static inline size_t upg_align_up(size_t x, size_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+static inline bool upg_is_pow2(size_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* ------------------------------------------------------------------------ */
+/* alloc_class.c: size classes                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * 16..128 in steps of 16, then four classes per power of two up to 32 KiB:
+ * at most 25% internal waste above 128 bytes, 8 classes per cache line of
+ * sizes below.  Every object is 16-byte aligned (max_align_t).
+ */
+#define UPG_MIN_ALIGN 16
+#define UPG_NCLASSES 40
+#define UPG_SMALL_MAX ((size_t)32768)
+#define UPG_SLAB_MAX_OBJS 512
+#define UPG_SLAB_WORDS (UPG_SLAB_MAX_OBJS / 64)
+
+struct upg_class_info {
+	uint32_t size;       /* object size: a multiple of 16, <= UPG_SMALL_MAX */
+	uint16_t slab_units; /* units per slab */
+	uint16_t nobjs;      /* slab_units * UNIT / size; 1 <= nobjs <= 512 */
+	uint16_t tcache_cap; /* per-thread cache capacity, >= 2 */
+	uint16_t batch;      /* objects moved per cache refill or flush */
+	uint64_t magic;      /* ceil(2^40 / size): off / size == off * magic >> 40
+			      * for every off < slab_units * UNIT */
+};
+
+extern struct upg_class_info upg_classes[UPG_NCLASSES];
+
+/* Fill upg_classes[] (idempotent, thread-safe; no malloc). */
+void upg_classes_init(void);
+
+/* The smallest class holding @size bytes; @size <= UPG_SMALL_MAX. */
+static inline unsigned upg_size_class(size_t size)
+{
+	unsigned lg;
+
+	if (size <= 128)
+		return size ? (unsigned)((size + 15) >> 4) - 1 : 0;
+	lg = 63 - (unsigned)__builtin_clzl(size - 1); /* size in (2^lg, 2^lg+1] */
+	return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - (1UL << lg)) >> (lg - 2));
+}
+
+/* Object index of byte offset @off in a slab of class @ci (exact division). */
+static inline uint32_t upg_class_index(const struct upg_class_info *ci,
+				       size_t off)
+{
+	return (uint32_t)((off * ci->magic) >> 40);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Spans                                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum upg_span_kind {
+	UPG_SPAN_UNUSED = 0, /* in the span pool, describes nothing */
+	UPG_SPAN_FREE,       /* free units, on a bin list */
+	UPG_SPAN_LARGE,      /* one allocation of units * UNIT bytes */
+	UPG_SPAN_SLAB,       /* objects of one size class */
+};
+
+/* span flags */
+#define UPG_SPAN_DIRTY 0x01 /* FREE: its dirty hull [dlo, dhi) is not empty */
+#define UPG_SPAN_ZERO 0x02  /* FREE: every byte outside the dirty hull is zero;
+			     * LARGE, as allocated: every byte is zero */
+#define UPG_SPAN_RFIRST 0x04 /* starts at its region's base */
+#define UPG_SPAN_RLAST 0x08  /* ends at its region's end */
+
+/*
+ * A run of units inside one region.  Described outside the region, in the
+ * heap's span pool, so reading or changing it never touches managed memory.
+ *
+ * Invariants (page heap lock, except where said):
+ *  - the spans of a region tile it exactly; RFIRST/RLAST mark its ends;
+ *  - two FREE spans are never adjacent (freeing coalesces);
+ *  - a FREE span is on exactly one bin list (bins[bin]) and on the dirty
+ *    list iff DIRTY; heap->dirty_bytes is the sum of their dirty hulls;
+ *  - the page map holds the span for its first and last unit, and for
+ *    every unit of a SLAB; other entries may be stale: a reader trusts an
+ *    entry only if the span it names is of the right kind and covers the
+ *    address (span structs are never unmapped while the heap lives).
+ */
+struct upg_span {
+	uintptr_t base;       /* first byte, UNIT-aligned */
+	uint32_t units;       /* length, >= 1 */
+	_Atomic uint8_t kind; /* enum upg_span_kind; read unlocked by free() */
+	uint8_t flags;        /* UPG_SPAN_* */
+	uint8_t cls;          /* SLAB: size class, constant while SLAB */
+	uint8_t bin;          /* FREE: the bin list it is on */
+	struct upg_span *next, *prev;   /* FREE: bin list; SLAB: partial list;
+					 * UNUSED: pool free list (next) */
+	struct upg_span *dnext, *dprev; /* FREE and DIRTY: dirty list */
+	/*
+	 * FREE: the dirty hull.  Bytes that may hold garbage not yet
+	 * discarded all lie in [dlo, dhi), inside the span; dlo == dhi == 0
+	 * when there are none.  A hull, not a flag: a freed block merging
+	 * with gigabytes of untouched region must not make them all dirty.
+	 */
+	uintptr_t dlo, dhi;
+	/* SLAB, central lock of its class: */
+	uint16_t navail;      /* objects with an avail bit; < nobjs, else the
+			       * slab is released; > 0 iff on the partial list */
+	bool on_partial;
+	uint64_t avail[UPG_SLAB_WORDS]; /* object free in the slab (not live,
+					 * not in a thread cache) */
+	/* SLAB, no lock: bit i set iff object i is allocated to the program */
+	_Atomic uint64_t live[UPG_SLAB_WORDS];
+};
+
+/* ------------------------------------------------------------------------ */
+/* alloc_pagemap.c: address -> span                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A two-level radix tree over the 47-bit user address space, one entry per
+ * unit: 2^17 root slots of 1 GiB, leaves of 2^18 entries (2 MiB, lazily
+ * backed).  Leaves are created when a region is added and never freed, so
+ * lookups take no lock.
+ */
+int upg_pagemap_cover(uintptr_t base, size_t len); /* 0 or -ENOMEM */
+struct upg_span *upg_pagemap_get(uintptr_t addr);  /* NULL: not mapped */
+void upg_pagemap_set(uintptr_t addr, struct upg_span *s);
+void upg_pagemap_clear(uintptr_t base, size_t len);
+extern pthread_mutex_t upg_pagemap_lock;
+
+/* ------------------------------------------------------------------------ */
+/* alloc_provider.c: where regions come from                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The heap gets its address space through these three calls, and only
+ * through them: the pager (a runtime) in production, plain mmap when no
+ * runtime can be had, or a test's fake.
+ */
+struct upg_region_ops {
+	/* Reserve @len bytes (a multiple of the page size), zero on first touch. */
+	int (*reserve)(void *ctx, size_t len, void **addrp);
+	int (*release)(void *ctx, void *addr, size_t len);
+	/* Discard whole pages of [addr, addr+len): zero after, no write-out. */
+	int (*discard)(void *ctx, void *addr, size_t len);
+	void *ctx;
+	size_t page_size; /* discard granularity: a power of two >= UNIT */
+};
+
+/* Regions from @rt (upg_region_reserve, upg_advise DONTNEED). */
+void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt);
+/* Regions from mmap(MAP_NORESERVE), discard with madvise(MADV_DONTNEED). */
+void upg_region_ops_os(struct upg_region_ops *ops);
+
+/* ------------------------------------------------------------------------ */
+/* alloc.c, alloc_extent.c, alloc_slab.c: a heap                             */
+/* ------------------------------------------------------------------------ */
+
+#define UPG_NBINS 64
+#define UPG_EXACT_BINS 32 /* bins 0..31 hold spans of 1..32 units */
+
+struct upg_heap_params {
+	size_t region_size; /* address space reserved at a time; 0: 4 GiB */
+	size_t dirty_max;   /* free bytes kept undiscarded; 0: 8 MiB,
+			     * (size_t)-1: discard every free span at once */
+};
+
+struct upg_heap_region {
+	uintptr_t base;
+	size_t len;
+	struct upg_heap_region *next;
+};
+
+/* One size class's slabs. */
+struct upg_central {
+	pthread_mutex_t lock;
+	struct upg_span *partial; /* slabs with 0 < navail < nobjs */
+	uint64_t slabs;           /* SLAB spans of this class now */
+} __attribute__((aligned(64)));
+
+struct upg_tcache;
+
+struct upg_heap {
+	struct upg_region_ops ops;
+	size_t region_size; /* multiple of ops.page_size */
+	size_t dirty_max;
+
+	pthread_mutex_t lock; /* the page heap: everything down to stats */
+	uint64_t bin_mask;    /* bit b set iff bins[b] is not empty */
+	struct upg_span *bins[UPG_NBINS];
+	struct upg_span *dirty_head, *dirty_tail; /* oldest first */
+	size_t dirty_bytes;
+	struct upg_span *pool;     /* UNUSED span structs */
+	void *pool_chunks;         /* chunk list: first word links */
+	struct upg_heap_region *regions;
+	/* statistics (page heap lock) */
+	size_t mapped_bytes, free_bytes, large_bytes, slab_bytes;
+	uint64_t discards, discarded_bytes, large_allocs, large_frees;
+	uint64_t grow_in_place, shrink_in_place, realloc_moves;
+
+	struct upg_central central[UPG_NCLASSES];
+
+	pthread_mutex_t tc_lock;
+	struct upg_tcache *tcaches; /* every live thread cache of this heap */
+	_Atomic uint64_t refills, flushes;
+};
+
+/* A cached free object: where it is and the slab it is in. */
+struct upg_tcache_entry {
+	void *p;
+	struct upg_span *slab;
+};
+
+struct upg_tcache_bin {
+	struct upg_tcache_entry *e; /* cap entries; e[0..count) cached, newest last */
+	uint32_t count;
+	uint32_t cap;
+};
+
+/*
+ * One thread's cache of free small objects: malloc and free of a small size
+ * touch only this (and the object's live bit), no lock.  Objects in a cache
+ * are neither live nor avail, so their slab cannot be released under them.
+ */
+struct upg_tcache {
+	struct upg_heap *heap;
+	struct upg_tcache *next, *prev; /* heap->tcaches */
+	size_t map_bytes;
+	struct upg_tcache_bin bin[UPG_NCLASSES];
+};
+
+int upg_heap_create(const struct upg_region_ops *ops,
+		    const struct upg_heap_params *params,
+		    struct upg_heap **hp);
+/* Release every region and all metadata.  No thread may use @h any more. */
+void upg_heap_destroy(struct upg_heap *h);
+
+struct upg_tcache *upg_tcache_create(struct upg_heap *h);
+/* Return the cached objects to their slabs, free the cache. */
+void upg_tcache_destroy(struct upg_tcache *tc);
+
+/* @tc may be NULL: no cache (slower, takes the class lock). */
+void *upg_heap_malloc(struct upg_heap *h, struct upg_tcache *tc, size_t size);
+void *upg_heap_calloc(struct upg_heap *h, struct upg_tcache *tc, size_t n,
+		      size_t size);
+/* @align: a power of two. */
+void *upg_heap_memalign(struct upg_heap *h, struct upg_tcache *tc,
+			size_t align, size_t size);
+void *upg_heap_realloc(struct upg_heap *h, struct upg_tcache *tc, void *p,
+		       size_t size);
+/* Invalid or double frees are reported and abort(); NULL is ignored. */
+void upg_heap_free(struct upg_heap *h, struct upg_tcache *tc, void *p);
+size_t upg_heap_usable_size(struct upg_heap *h, void *p);
+/* Does @p lie in memory of @h (allocated or not)? */
+bool upg_heap_owns(struct upg_heap *h, const void *p);
+void upg_heap_stats(struct upg_heap *h, struct upg_alloc_stats *st);
+/* Debug: walk every region and list; check the invariants above. */
+bool upg_heap_is_valid(struct upg_heap *h);
+
+/* fork: take every heap lock before, release (or reset, in the child) after */
+void upg_heap_fork_prepare(struct upg_heap *h);
+void upg_heap_fork_parent(struct upg_heap *h);
+void upg_heap_fork_child(struct upg_heap *h, struct upg_tcache *keep);
+
+/* Report a bad pointer passed to @what and abort. */
+_Noreturn void upg_alloc_bad_pointer(const char *what, const void *p,
+				     const char *why);
+
+/* alloc_extent.c: the page heap (callers hold h->lock) */
+struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
+				 size_t align_units);
+void upg_pages_free(struct upg_heap *h, struct upg_span *s);
+bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units);
+void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units);
+void upg_pages_set_map(struct upg_span *s);
+void upg_span_put(struct upg_heap *h, struct upg_span *s);
+void upg_pages_destroy(struct upg_heap *h);
+bool upg_pages_is_valid(struct upg_heap *h);
+
+/* alloc_slab.c */
+void *upg_slab_alloc(struct upg_heap *h, struct upg_tcache *tc, unsigned cls);
+void upg_slab_free(struct upg_heap *h, struct upg_tcache *tc,
+		   struct upg_span *s, void *p, uint32_t idx);
+/* The slab holding small object @p and its index; aborts naming @what if
+ * @p is not the start of a live object. */
+struct upg_span *upg_slab_find(void *p, uint32_t *idxp, const char *what);
+
+#endif /* UPG_ALLOC_H */

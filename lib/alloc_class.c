@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc_class.c - size classes and the shape of their slabs.
+ *
+ * A small request (<= 32 KiB) is rounded up to one of 40 sizes:
+ *
+ *   16, 32, ..., 128                 steps of 16       (8 classes)
+ *   160, 192, 224, 256               steps of 2^(k-2)  (4 per power of two)
+ *   320, 384, 448, 512
+ *   ...
+ *   20480, 24576, 28672, 32768
+ *
+ * so internal waste is below 25% and the class of a size is computed with
+ * one count-leading-zeros, no table.
+ *
+ * A slab is the run of units that holds the objects of one class.  Its size
+ * is the smallest number of units that holds "enough" objects (16 small
+ * ones, 8 medium, 4 large) with at most 1/8 of it left over at the end.
+ * Big slabs cost nothing until touched: the pager zero-fills a unit on its
+ * first access, so an unused tail is only address space.
+ *
+ * Freeing computes an object's index from its offset in the slab by a
+ * multiplication with a precomputed reciprocal instead of a division
+ * (see upg_class_index: exact because slabs are at most 256 KiB).
+ */
+#include "alloc.h"
+
+struct upg_class_info upg_classes[UPG_NCLASSES];
+
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+
+static size_t class_size(unsigned cls)
+{
+	unsigned lg, sub;
+
+	if (cls < 8)
+		return (cls + 1) * 16;
+	lg = 7 + (cls - 8) / 4;
+	sub = (cls - 8) % 4;
+	return ((size_t)1 << lg) + (sub + 1) * ((size_t)1 << (lg - 2));
+}
+
+static unsigned min_objects(size_t size)
+{
+	if (size <= 1024)
+		return 16;
+	if (size <= 8192)
+		return 8;
+	return 4;
+}
+
+static void classes_fill(void)
+{
+	unsigned cls;
+
+	for (cls = 0; cls < UPG_NCLASSES; cls++) {
+		struct upg_class_info *ci = &upg_classes[cls];
+		size_t size = class_size(cls);
+		size_t units, cap;
+
+		for (units = 1; units < 64; units++) {
+			size_t bytes = units * UPG_UNIT;
+			size_t n = bytes / size;
+
+			if (n > UPG_SLAB_MAX_OBJS) {
+				/* only 16-byte objects: a single unit is plenty */
+				units = 1;
+				break;
+			}
+			if (n >= min_objects(size) && bytes - n * size <= bytes / 8)
+				break;
+		}
+		ci->size = (uint32_t)size;
+		ci->slab_units = (uint16_t)units;
+		ci->nobjs = (uint16_t)(units * UPG_UNIT / size);
+		cap = 65536 / size;
+		cap = cap < 2 ? 2 : cap > 128 ? 128 : cap;
+		ci->tcache_cap = (uint16_t)cap;
+		ci->batch = (uint16_t)(cap / 2);
+		ci->magic = (((uint64_t)1 << 40) + size - 1) / size;
+		upg_check(ci->nobjs >= 1 && ci->nobjs <= UPG_SLAB_MAX_OBJS);
+		upg_check(units * UPG_UNIT <= ((size_t)1 << 18));
+	}
+}
+
+void upg_classes_init(void)
+{
+	pthread_once(&classes_once, classes_fill);
+}

@@ -1,0 +1,637 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc_extent.c - the page heap: runs of units ("spans") inside regions.
+ *
+ * Every byte of every region belongs to exactly one span, and the spans of
+ * a region tile it:
+ *
+ *   region  |RFIRST                                                RLAST|
+ *           [ LARGE ][ SLAB ][SLAB][      FREE       ][ LARGE  ][ FREE  ]
+ *
+ * A large allocation is one span; a slab of small objects is one span;
+ * what is left are FREE spans, never two of them side by side (a freed span
+ * merges with free neighbours, found through the page map at its two ends).
+ * Free spans sit on size bins: one per length from 1 to 32 units, then one
+ * per power of two, with a bitmap of non-empty bins, so a request finds a
+ * fit with one find-first-set and at most one list walk.  Allocation cuts
+ * from the front of a fit, so the heap stays packed towards region bases.
+ *
+ * Where upager beats the kernel's swap is here.  A free span's bytes are
+ * garbage; the kernel would write them out when memory is short.  upager
+ * discards them through the pager (UPG_ADV_DONTNEED): the pages go back to
+ * EMPTY, their swap slots are freed and nothing is written.  Doing that on
+ * every free would make a program that frees and reallocates the same
+ * memory take a zero-fill fault per page each time, so freed spans first go
+ * on a dirty list, oldest first, and only when more than dirty_max bytes are
+ * waiting are the oldest discarded, down to half of it: recently freed
+ * memory is reused while it is still resident, and at most dirty_max bytes
+ * of garbage can ever reach the swap file.  There is no clock in this: the
+ * policy depends only on the sequence of calls, so it is testable.
+ *
+ * What needs discarding is tracked as a byte range per free span, its
+ * "dirty hull": a freed block that merges with the never-touched rest of a
+ * region makes the block dirty, not the gigabytes behind it.  Bytes
+ * outside the hull are known to be zero when the ZERO flag says so (never
+ * touched, or discarded), and calloc() of them skips the memset that would
+ * fault every page in.
+ *
+ * Span structs are carved from chunks mapped outside the regions and are
+ * never unmapped while the heap lives, so a stale page-map entry always
+ * points at a readable span (see the invariants in alloc.h).
+ *
+ * Every function here runs under h->lock.
+ */
+#include "alloc.h"
+
+#include <errno.h>
+
+#define POOL_CHUNK ((size_t)64 << 10)
+
+/* ------------------------------------------------------------------ pool */
+
+static struct upg_span *span_get(struct upg_heap *h)
+{
+	struct upg_span *s = h->pool;
+
+	if (!s) {
+		char *chunk = upg_os_alloc(POOL_CHUNK);
+		size_t off;
+
+		if (!chunk)
+			return NULL;
+		*(void **)chunk = h->pool_chunks;
+		h->pool_chunks = chunk;
+		/* the first 64 bytes hold the chunk link */
+		for (off = 64; off + sizeof(*s) <= POOL_CHUNK; off += sizeof(*s)) {
+			struct upg_span *n = (struct upg_span *)(chunk + off);
+
+			n->next = h->pool;
+			h->pool = n;
+		}
+		s = h->pool;
+	}
+	h->pool = s->next;
+	s->next = s->prev = s->dnext = s->dprev = NULL;
+	s->dlo = s->dhi = 0;
+	s->flags = 0;
+	s->on_partial = false;
+	s->navail = 0;
+	return s;
+}
+
+void upg_span_put(struct upg_heap *h, struct upg_span *s)
+{
+	atomic_store_explicit(&s->kind, UPG_SPAN_UNUSED, memory_order_relaxed);
+	s->units = 0;
+	s->next = h->pool;
+	h->pool = s;
+}
+
+/* ------------------------------------------------------------------ bins */
+
+static unsigned bin_of(size_t units)
+{
+	if (units <= UPG_EXACT_BINS)
+		return (unsigned)units - 1;
+	/* log bins: [2^k, 2^(k+1)) for k >= 5 */
+	return UPG_EXACT_BINS + (63 - (unsigned)__builtin_clzl(units)) - 5;
+}
+
+static void bin_insert(struct upg_heap *h, struct upg_span *s)
+{
+	unsigned b = bin_of(s->units);
+
+	s->bin = (uint8_t)b;
+	s->prev = NULL;
+	s->next = h->bins[b];
+	if (s->next)
+		s->next->prev = s;
+	h->bins[b] = s;
+	h->bin_mask |= (uint64_t)1 << b;
+}
+
+static void bin_remove(struct upg_heap *h, struct upg_span *s)
+{
+	unsigned b = s->bin;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		h->bins[b] = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	if (!h->bins[b])
+		h->bin_mask &= ~((uint64_t)1 << b);
+	s->next = s->prev = NULL;
+}
+
+static void dirty_append(struct upg_heap *h, struct upg_span *s)
+{
+	s->dnext = NULL;
+	s->dprev = h->dirty_tail;
+	if (h->dirty_tail)
+		h->dirty_tail->dnext = s;
+	else
+		h->dirty_head = s;
+	h->dirty_tail = s;
+	h->dirty_bytes += s->dhi - s->dlo;
+}
+
+static void dirty_unlink(struct upg_heap *h, struct upg_span *s)
+{
+	if (s->dprev)
+		s->dprev->dnext = s->dnext;
+	else
+		h->dirty_head = s->dnext;
+	if (s->dnext)
+		s->dnext->dprev = s->dprev;
+	else
+		h->dirty_tail = s->dprev;
+	s->dnext = s->dprev = NULL;
+}
+
+static void dirty_remove(struct upg_heap *h, struct upg_span *s)
+{
+	dirty_unlink(h, s);
+	h->dirty_bytes -= s->dhi - s->dlo;
+}
+
+static inline uintptr_t max_ptr(uintptr_t a, uintptr_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline uintptr_t min_ptr(uintptr_t a, uintptr_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Set the hull of an unlisted span to [lo, hi) clipped to [from, to). */
+static void hull_set(struct upg_span *s, uintptr_t lo, uintptr_t hi,
+		     uintptr_t from, uintptr_t to)
+{
+	lo = max_ptr(lo, from);
+	hi = min_ptr(hi, to);
+	if (lo >= hi)
+		lo = hi = 0;
+	s->dlo = lo;
+	s->dhi = hi;
+	s->flags = lo < hi ? s->flags | UPG_SPAN_DIRTY
+			   : s->flags & (uint8_t)~UPG_SPAN_DIRTY;
+}
+
+/* Does the hull of @s meet [lo, hi)? */
+static inline bool hull_meets(const struct upg_span *s, uintptr_t lo,
+			      uintptr_t hi)
+{
+	return s->dlo < s->dhi && s->dlo < hi && lo < s->dhi;
+}
+
+static inline uintptr_t span_end(const struct upg_span *s)
+{
+	return s->base + (uintptr_t)s->units * UPG_UNIT;
+}
+
+void upg_pages_set_map(struct upg_span *s)
+{
+	if (atomic_load_explicit(&s->kind, memory_order_relaxed) ==
+	    UPG_SPAN_SLAB) {
+		uintptr_t a;
+
+		for (a = s->base; a < span_end(s); a += UPG_UNIT)
+			upg_pagemap_set(a, s);
+		return;
+	}
+	upg_pagemap_set(s->base, s);
+	upg_pagemap_set(span_end(s) - UPG_UNIT, s);
+}
+
+/* Make @s (base, units, flags set) a FREE span on the lists. */
+static void free_insert(struct upg_heap *h, struct upg_span *s)
+{
+	atomic_store_explicit(&s->kind, UPG_SPAN_FREE, memory_order_relaxed);
+	bin_insert(h, s);
+	if (s->flags & UPG_SPAN_DIRTY)
+		dirty_append(h, s);
+	h->free_bytes += (size_t)s->units * UPG_UNIT;
+	upg_pages_set_map(s);
+}
+
+static void free_remove(struct upg_heap *h, struct upg_span *s)
+{
+	bin_remove(h, s);
+	if (s->flags & UPG_SPAN_DIRTY)
+		dirty_remove(h, s);
+	h->free_bytes -= (size_t)s->units * UPG_UNIT;
+}
+
+/* Drop the first @n units of free span @s (which keeps the rest). */
+static void free_shrink_front(struct upg_heap *h, struct upg_span *s, size_t n)
+{
+	unsigned old_bin = s->bin;
+
+	s->base += n * UPG_UNIT;
+	s->units -= (uint32_t)n;
+	s->flags &= (uint8_t)~UPG_SPAN_RFIRST;
+	h->free_bytes -= n * UPG_UNIT;
+	if (s->flags & UPG_SPAN_DIRTY) {
+		/* clip the hull where it is on the list: it keeps its age */
+		h->dirty_bytes -= s->dhi - s->dlo;
+		if (s->dhi <= s->base) {
+			dirty_unlink(h, s);
+			hull_set(s, 0, 0, 0, 0);
+		} else {
+			s->dlo = max_ptr(s->dlo, s->base);
+			h->dirty_bytes += s->dhi - s->dlo;
+		}
+	}
+	if (bin_of(s->units) != old_bin) {
+		bin_remove(h, s);
+		bin_insert(h, s);
+	}
+	upg_pagemap_set(s->base, s);
+}
+
+/* -------------------------------------------------------------- discard */
+
+/*
+ * Discard the dirty hull of @s: the whole pager pages that lie inside the
+ * span and cover the hull.  If a pager page of the hull also holds bytes of
+ * a neighbour (pages larger than units), it stays, and so does the garbage
+ * in it: then the span no longer knows that it is zero outside its hull.
+ */
+static void discard(struct upg_heap *h, struct upg_span *s)
+{
+	uintptr_t ps = h->ops.page_size, dlo = s->dlo, dhi = s->dhi;
+	uintptr_t lo = max_ptr(s->base, dlo & ~(ps - 1));
+	uintptr_t hi = min_ptr(span_end(s), upg_align_up(dhi, ps));
+	int ret;
+
+	dirty_remove(h, s);
+	hull_set(s, 0, 0, 0, 0);
+	lo = upg_align_up(lo, ps);
+	hi &= ~(ps - 1);
+	if (hi <= lo || lo > dlo || hi < dhi)
+		s->flags &= (uint8_t)~UPG_SPAN_ZERO;
+	if (hi <= lo)
+		return; /* no whole pager page inside: nothing to give back */
+	ret = h->ops.discard(h->ops.ctx, (void *)lo, hi - lo);
+	if (ret < 0) {
+		upg_warn_once("cannot discard freed memory at %p (%zu bytes): error %d; it stays resident",
+			      (void *)lo, (size_t)(hi - lo), -ret);
+		s->flags &= (uint8_t)~UPG_SPAN_ZERO;
+		return;
+	}
+	h->discards++;
+	h->discarded_bytes += hi - lo;
+}
+
+/* Keep the undiscarded free bytes under dirty_max (hysteresis: to half). */
+static void dirty_trim(struct upg_heap *h)
+{
+	if (h->dirty_bytes <= h->dirty_max)
+		return;
+	while (h->dirty_head && h->dirty_bytes > h->dirty_max / 2)
+		discard(h, h->dirty_head);
+}
+
+/* -------------------------------------------------------------- regions */
+
+static struct upg_span *grow(struct upg_heap *h, size_t units)
+{
+	struct upg_heap_region *r;
+	struct upg_span *s;
+	size_t len;
+	void *addr;
+	int ret;
+
+	if (units > ((size_t)UINT32_MAX >> 1))
+		return NULL;
+	len = upg_align_up(units * UPG_UNIT, h->region_size);
+	r = upg_os_alloc(sizeof(*r));
+	s = span_get(h);
+	if (!r || !s)
+		goto fail;
+	ret = h->ops.reserve(h->ops.ctx, len, &addr);
+	if (ret < 0)
+		goto fail;
+	if (upg_pagemap_cover((uintptr_t)addr, len) < 0) {
+		h->ops.release(h->ops.ctx, addr, len);
+		goto fail;
+	}
+	r->base = (uintptr_t)addr;
+	r->len = len;
+	r->next = h->regions;
+	h->regions = r;
+	h->mapped_bytes += len;
+	s->base = (uintptr_t)addr;
+	s->units = (uint32_t)(len / UPG_UNIT);
+	s->flags = UPG_SPAN_ZERO | UPG_SPAN_RFIRST | UPG_SPAN_RLAST;
+	free_insert(h, s);
+	return s;
+fail:
+	if (s)
+		upg_span_put(h, s);
+	if (r)
+		upg_os_free(r, sizeof(*r));
+	return NULL;
+}
+
+/* ------------------------------------------------------------ allocate */
+
+static struct upg_span *find_fit(struct upg_heap *h, size_t units)
+{
+	unsigned b = bin_of(units);
+	uint64_t higher;
+
+	if (b >= UPG_EXACT_BINS) {
+		struct upg_span *s;
+
+		for (s = h->bins[b]; s; s = s->next)
+			if (s->units >= units)
+				return s;
+	} else if (h->bins[b]) {
+		return h->bins[b];
+	}
+	higher = b + 1 < UPG_NBINS ? h->bin_mask & ~(((uint64_t)2 << b) - 1) : 0;
+	if (!higher)
+		return NULL;
+	return h->bins[__builtin_ctzl(higher)];
+}
+
+/*
+ * Take @units units aligned to @align_units units (a power of two) from
+ * the free spans, growing the heap if needed.  Returns the new span with
+ * kind still FREE (the caller sets it and the page map) and flags ZERO,
+ * RFIRST, RLAST as they hold; NULL when out of memory.
+ */
+struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
+				 size_t align_units)
+{
+	size_t need = units + (align_units > 1 ? align_units - 1 : 0);
+	struct upg_span *s, *a, *back;
+	uintptr_t lo, hi, dlo, dhi;
+	size_t off, total;
+	uint8_t fl, zero;
+
+	if (need < units || need > ((size_t)UINT32_MAX >> 1))
+		return NULL;
+	s = find_fit(h, need);
+	if (!s) {
+		s = grow(h, need);
+		if (!s)
+			return NULL;
+	}
+	off = align_units > 1
+		      ? (upg_align_up(s->base, align_units * UPG_UNIT) - s->base) /
+				UPG_UNIT
+		      : 0;
+	fl = s->flags;
+	lo = s->base + off * UPG_UNIT;
+	hi = lo + units * UPG_UNIT;
+	zero = (fl & UPG_SPAN_ZERO) && !hull_meets(s, lo, hi) ? UPG_SPAN_ZERO : 0;
+	if (off == 0 && s->units == units) {
+		free_remove(h, s);
+		hull_set(s, 0, 0, 0, 0);
+		s->flags = zero | (fl & (UPG_SPAN_RFIRST | UPG_SPAN_RLAST));
+		return s;
+	}
+	a = span_get(h);
+	if (!a)
+		return NULL;
+	if (off == 0) {
+		/* the common case: cut from the front, @s keeps its place */
+		a->base = s->base;
+		a->units = (uint32_t)units;
+		a->flags = zero | (fl & UPG_SPAN_RFIRST);
+		free_shrink_front(h, s, units);
+		return a;
+	}
+	/* aligned: [front = s][a][back], back may be empty */
+	back = NULL;
+	total = s->units;
+	if (total - off - units) {
+		back = span_get(h);
+		if (!back) {
+			upg_span_put(h, a);
+			return NULL;
+		}
+	}
+	free_remove(h, s);
+	dlo = s->dlo;
+	dhi = s->dhi;
+	a->base = lo;
+	a->units = (uint32_t)units;
+	a->flags = zero;
+	if (back) {
+		back->base = hi;
+		back->units = (uint32_t)(total - off - units);
+		back->flags = fl & (UPG_SPAN_ZERO | UPG_SPAN_RLAST);
+		hull_set(back, dlo, dhi, hi, span_end(back));
+		free_insert(h, back);
+	} else {
+		a->flags |= fl & UPG_SPAN_RLAST;
+	}
+	s->units = (uint32_t)off;
+	s->flags = fl & (uint8_t)~UPG_SPAN_RLAST;
+	hull_set(s, dlo, dhi, s->base, lo);
+	free_insert(h, s);
+	return a;
+}
+
+/* ---------------------------------------------------------------- free */
+
+/* The free span right before @s in its region, if there is one. */
+static struct upg_span *free_before(struct upg_span *s)
+{
+	struct upg_span *p;
+
+	if (s->flags & UPG_SPAN_RFIRST)
+		return NULL;
+	p = upg_pagemap_get(s->base - UPG_UNIT);
+	if (p && atomic_load_explicit(&p->kind, memory_order_relaxed) ==
+			 UPG_SPAN_FREE && span_end(p) == s->base)
+		return p;
+	return NULL;
+}
+
+static struct upg_span *free_after(struct upg_span *s)
+{
+	struct upg_span *n;
+
+	if (s->flags & UPG_SPAN_RLAST)
+		return NULL;
+	n = upg_pagemap_get(span_end(s));
+	if (n && atomic_load_explicit(&n->kind, memory_order_relaxed) ==
+			 UPG_SPAN_FREE && n->base == span_end(s))
+		return n;
+	return NULL;
+}
+
+/*
+ * Give back the units of LARGE or SLAB span @s: merge with free neighbours,
+ * queue on the dirty list, discard the oldest garbage beyond dirty_max.
+ */
+void upg_pages_free(struct upg_heap *h, struct upg_span *s)
+{
+	struct upg_span *p = free_before(s), *n = free_after(s);
+	uintptr_t dlo = s->base, dhi = span_end(s);
+
+	/* all of it is dirty, so "zero outside the hull" holds trivially */
+	s->flags = (s->flags & (UPG_SPAN_RFIRST | UPG_SPAN_RLAST)) |
+		   UPG_SPAN_ZERO;
+	if (p) {
+		free_remove(h, p);
+		if (p->flags & UPG_SPAN_DIRTY)
+			dlo = p->dlo;
+		s->base = p->base;
+		s->units += p->units;
+		s->flags = (s->flags & ~(UPG_SPAN_RFIRST | UPG_SPAN_ZERO)) |
+			   (p->flags & (UPG_SPAN_RFIRST | UPG_SPAN_ZERO));
+		upg_span_put(h, p);
+	}
+	if (n) {
+		free_remove(h, n);
+		if (n->flags & UPG_SPAN_DIRTY)
+			dhi = n->dhi;
+		s->units += n->units;
+		s->flags = (s->flags & ~UPG_SPAN_RLAST) |
+			   (n->flags & UPG_SPAN_RLAST);
+		if (!(n->flags & UPG_SPAN_ZERO))
+			s->flags &= (uint8_t)~UPG_SPAN_ZERO;
+		upg_span_put(h, n);
+	}
+	hull_set(s, dlo, dhi, s->base, span_end(s));
+	free_insert(h, s);
+	dirty_trim(h);
+}
+
+/* Extend LARGE span @s in place to @units units.  False if it cannot. */
+bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units)
+{
+	struct upg_span *n = free_after(s);
+	size_t k = units - s->units;
+
+	if (!n || n->units < k)
+		return false;
+	if (n->units == k) {
+		free_remove(h, n);
+		s->flags |= n->flags & UPG_SPAN_RLAST;
+		upg_span_put(h, n);
+	} else {
+		free_shrink_front(h, n, k);
+	}
+	s->units = (uint32_t)units;
+	s->flags &= (uint8_t)~UPG_SPAN_ZERO;
+	upg_pagemap_set(span_end(s) - UPG_UNIT, s);
+	return true;
+}
+
+/* Cut LARGE span @s down to @units units; the tail is freed. */
+void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units)
+{
+	struct upg_span *t = span_get(h);
+
+	if (!t)
+		return; /* keep it whole: correct, just not tight */
+	t->base = s->base + units * UPG_UNIT;
+	t->units = s->units - (uint32_t)units;
+	t->flags = s->flags & UPG_SPAN_RLAST;
+	atomic_store_explicit(&t->kind, UPG_SPAN_LARGE, memory_order_relaxed);
+	s->flags &= (uint8_t)~UPG_SPAN_RLAST;
+	s->units = (uint32_t)units;
+	upg_pagemap_set(span_end(s) - UPG_UNIT, s);
+	upg_pages_free(h, t);
+}
+
+/* ------------------------------------------------------------- teardown */
+
+void upg_pages_destroy(struct upg_heap *h)
+{
+	while (h->regions) {
+		struct upg_heap_region *r = h->regions;
+
+		h->regions = r->next;
+		upg_pagemap_clear(r->base, r->len);
+		h->ops.release(h->ops.ctx, (void *)r->base, r->len);
+		upg_os_free(r, sizeof(*r));
+	}
+	while (h->pool_chunks) {
+		void *c = h->pool_chunks;
+
+		h->pool_chunks = *(void **)c;
+		upg_os_free(c, POOL_CHUNK);
+	}
+	h->pool = NULL;
+}
+
+/* ---------------------------------------------------------------- debug */
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			upg_log("heap invalid: %s (%s:%d)", #cond, __FILE__, \
+				__LINE__);                                   \
+			return false;                                        \
+		}                                                            \
+	} while (0)
+
+bool upg_pages_is_valid(struct upg_heap *h)
+{
+	size_t free_bytes = 0, dirty_bytes = 0, mapped = 0, n;
+	struct upg_heap_region *r;
+	struct upg_span *s;
+	unsigned b;
+
+	for (r = h->regions; r; r = r->next) {
+		uintptr_t a = r->base;
+		bool prev_free = false;
+
+		mapped += r->len;
+		while (a < r->base + r->len) {
+			unsigned kind;
+
+			s = upg_pagemap_get(a);
+			CHECK(s && s->base == a && s->units >= 1);
+			CHECK(span_end(s) <= r->base + r->len);
+			CHECK(upg_pagemap_get(span_end(s) - UPG_UNIT) == s);
+			CHECK(!!(s->flags & UPG_SPAN_RFIRST) == (a == r->base));
+			CHECK(!!(s->flags & UPG_SPAN_RLAST) ==
+			      (span_end(s) == r->base + r->len));
+			kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
+			CHECK(kind == UPG_SPAN_FREE || kind == UPG_SPAN_LARGE ||
+			      kind == UPG_SPAN_SLAB);
+			if (kind == UPG_SPAN_FREE) {
+				CHECK(!prev_free);
+				CHECK(s->bin == bin_of(s->units));
+				free_bytes += (size_t)s->units * UPG_UNIT;
+				CHECK(!!(s->flags & UPG_SPAN_DIRTY) == (s->dlo < s->dhi));
+				if (s->flags & UPG_SPAN_DIRTY) {
+					CHECK(s->dlo >= s->base && s->dhi <= span_end(s));
+					dirty_bytes += s->dhi - s->dlo;
+				}
+			}
+			prev_free = kind == UPG_SPAN_FREE;
+			a = span_end(s);
+		}
+	}
+	CHECK(mapped == h->mapped_bytes);
+	CHECK(free_bytes == h->free_bytes);
+	CHECK(dirty_bytes == h->dirty_bytes);
+	for (b = 0, n = 0; b < UPG_NBINS; b++) {
+		CHECK(!!h->bins[b] == !!(h->bin_mask & ((uint64_t)1 << b)));
+		for (s = h->bins[b]; s; s = s->next) {
+			CHECK(s->kind == UPG_SPAN_FREE && s->bin == b);
+			CHECK(!s->next || s->next->prev == s);
+			n += (size_t)s->units * UPG_UNIT;
+		}
+	}
+	CHECK(n == free_bytes);
+	for (s = h->dirty_head, n = 0; s; s = s->dnext) {
+		CHECK(s->kind == UPG_SPAN_FREE && (s->flags & UPG_SPAN_DIRTY));
+		CHECK(s->dnext ? s->dnext->dprev == s : h->dirty_tail == s);
+		n += s->dhi - s->dlo;
+	}
+	CHECK(n == dirty_bytes);
+	return true;
+}

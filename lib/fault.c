@@ -1,0 +1,611 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fault.c - the fault loop: one per handler thread.
+ *
+ * Each handler thread owns an io_uring that multiplexes everything it waits
+ * for: the userfaultfd becoming readable, its eventfd (frames freed, stop),
+ * and completions of the swap reads it issued.  A fault is served by state:
+ *
+ *   EMPTY     -> zero page (read) or zeroed copy (write)        zero-fill
+ *   INACTIVE  -> move the staged page back (no I/O)             soft fault
+ *   WRITEBACK -> copy from the staging slot being written       soft fault
+ *   SWAPPED   -> submit a read, go on; the completion installs  major fault
+ *   READING   -> nothing: the completion wakes every waiter     duplicate
+ *   ACTIVE    -> already mapped (stale message), or the program
+ *                discarded it behind our back: zero page        duplicate
+ *
+ * A handler never blocks on a page lock held by someone else, nor waits
+ * for a frame: such a fault goes to its pending list and is retried when
+ * something changes.  That keeps every handler free to read the next
+ * message, which is what the reclaim thread may be waiting for (its own
+ * MADV_DONTNEED blocks until a handler reads the REMOVE event it causes).
+ */
+#include "pager.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define TAG_UFFD (1ULL << 56)
+#define TAG_WAKE (2ULL << 56)
+#define TAG_READ (3ULL << 56)
+#define TAG_TYPE(t) ((t) & (0xffULL << 56))
+#define TAG_INDEX(t) ((unsigned)((t) & 0xffffffffULL))
+
+#define READ_RETRIES 3
+#define PENDING_RETRY_NS 200000ULL
+/* A fault on an address no region claims is retried this long (mremap). */
+#define UNKNOWN_ADDR_TRIES 20000
+
+enum served { SERVED, DEFER_LOCK, DEFER_FRAME, DEFER_BUF, DEFER_REGION };
+
+static bool is_write(uint64_t flags)
+{
+	return flags & UFFD_PAGEFAULT_FLAG_WRITE;
+}
+
+/* A clean page's copy in swap stays valid until its first write. */
+static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte->flags |= PTE_DIRTY;
+	if (!(pte->flags & PTE_IO) && pte->slot != UPG_NO_SLOT) {
+		swap_free(rt, pte->slot);
+		pte->slot = UPG_NO_SLOT;
+	}
+}
+
+static void activate(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte_set_state(rt, pte, PS_ACTIVE);
+	frame_move(rt, pte->frame,
+		   (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+}
+
+static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
+			      size_t page, struct upg_pte *pte, uintptr_t pa,
+			      uint64_t flags, uint64_t t0)
+{
+	struct upg_runtime *rt = h->rt;
+	uint32_t f = frame_alloc(rt, r, page);
+	int ret;
+
+	if (f == UPG_NO_FRAME)
+		return DEFER_FRAME;
+	/*
+	 * A read maps the shared zero page and costs no memory until written;
+	 * a write gets its own zeroed page at once, saving a second fault.
+	 */
+	STAT_INC(rt, faults[UPG_FAULT_ZERO]);
+	if (is_write(flags))
+		ret = upg_uffd_copy(&rt->uffd, pa, rt->zero_page, rt->page_size,
+				    false, true);
+	else
+		ret = upg_uffd_zeropage(&rt->uffd, pa, rt->page_size, true);
+	if (ret == -EAGAIN) {
+		STAT_DEC(rt, faults[UPG_FAULT_ZERO]);
+		frame_free(rt, f);
+		return DEFER_LOCK; /* an event is queued: read it first */
+	}
+	if (ret && ret != -EEXIST)
+		upg_log("zero-fill at %#lx failed: %s", (unsigned long)pa,
+			strerror(-ret));
+	pte->frame = f;
+	pte->slot = UPG_NO_SLOT;
+	pte->flags &= PTE_PINNED;
+	pte->flags |= PTE_DIRTY;
+	activate(rt, pte);
+	stats_fault(rt, UPG_FAULT_ZERO, t0);
+	return SERVED;
+}
+
+/* INACTIVE or WRITEBACK: the data is in the frame's staging slot. */
+static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
+			      uintptr_t pa, uint64_t flags, uint64_t t0)
+{
+	struct upg_runtime *rt = h->rt;
+	uint32_t f = pte->frame;
+	uintptr_t s = (uintptr_t)frame_staging(rt, f);
+	bool write = is_write(flags);
+	bool clean = !(pte->flags & PTE_DIRTY) && !write;
+	int ret = -ENOTSUP;
+
+	/*
+	 * Move when nothing else holds the staged page (a write in flight
+	 * pins it); copy otherwise.  A clean page must come back write-
+	 * protected, and a move carries no protection along, so it is moved
+	 * without waking, protected, then woken.
+	 */
+	STAT_INC(rt, faults[UPG_FAULT_SOFT]);
+	if (rt->use_move && !(pte->flags & PTE_IO)) {
+		ret = upg_uffd_move(&rt->uffd, pa, s, rt->page_size, !clean);
+		if (ret == -EAGAIN) {
+			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
+			return DEFER_LOCK;
+		}
+		if (ret == 0) {
+			rt->frames[f].staged = 0;
+			if (clean &&
+			    upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true))
+				write = true; /* unprotected: count it written */
+			if (clean)
+				upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+		}
+	}
+	if (ret) {
+		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
+				    clean && rt->uffd.has_wp, true);
+		if (ret == -EAGAIN) {
+			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
+			return DEFER_LOCK;
+		}
+		if (ret && ret != -EEXIST) {
+			upg_log("soft fault at %#lx: copy failed: %s",
+				(unsigned long)pa, strerror(-ret));
+			return SERVED;
+		}
+		/* the staged copy is garbage now, unless a write still reads it */
+		if (!(pte->flags & PTE_IO))
+			frame_zap_staging(rt, f);
+	}
+	if (write)
+		mark_dirty(rt, pte);
+	activate(rt, pte);
+	stats_fault(rt, UPG_FAULT_SOFT, t0);
+	return SERVED;
+}
+
+static unsigned take_buffer(struct upg_handler *h)
+{
+	return h->nfree_bufs ? h->free_bufs[--h->nfree_bufs] : UINT32_MAX;
+}
+
+static void put_buffer(struct upg_handler *h, unsigned b)
+{
+	h->reads[b].busy = false;
+	h->free_bufs[h->nfree_bufs++] = b;
+}
+
+static char *buffer_addr(struct upg_handler *h, unsigned b)
+{
+	return h->bufs + (size_t)b * h->rt->page_size;
+}
+
+static void submit_read(struct upg_handler *h, unsigned b)
+{
+	struct upg_runtime *rt = h->rt;
+	struct upg_read *rd = &h->reads[b];
+
+	upg_ring_read(&h->ring, rt->swapfile.fd, buffer_addr(h, b), b,
+		      rt->page_size, (uint64_t)rd->slot * rt->page_size,
+		      TAG_READ | b);
+	STAT_INC(rt, read_requests);
+}
+
+static enum served fault_major(struct upg_handler *h, struct upg_region *r,
+			       size_t page, struct upg_pte *pte,
+			       uint64_t flags, uint64_t t0, bool prefetch)
+{
+	struct upg_runtime *rt = h->rt;
+	unsigned b;
+	uint32_t f;
+
+	b = take_buffer(h);
+	if (b == UINT32_MAX)
+		return DEFER_BUF;
+	f = frame_alloc(rt, r, page);
+	if (f == UPG_NO_FRAME) {
+		put_buffer(h, b);
+		return DEFER_FRAME;
+	}
+	pte->frame = f;
+	pte_set_state(rt, pte, PS_READING);
+	h->reads[b] = (struct upg_read){
+		.region = r,
+		.page = page,
+		.slot = pte->slot,
+		.t0 = t0,
+		.write_fault = is_write(flags),
+		.prefetch = prefetch,
+		.busy = true,
+	};
+	atomic_fetch_add(&r->inflight, 1);
+	submit_read(h, b);
+	return SERVED;
+}
+
+static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
+			 uint64_t t0)
+{
+	struct upg_runtime *rt = h->rt;
+	struct upg_region *r;
+	struct upg_pte *pte;
+	enum served ret = SERVED;
+	uintptr_t pa;
+	size_t page;
+
+	r = region_get(rt, addr, &page);
+	if (!r)
+		return DEFER_REGION;
+	pte = &r->ptes[page];
+	pa = region_page_addr(r, page, rt->page_size);
+	if (!pte_trylock(pte)) {
+		region_put(rt);
+		return DEFER_LOCK;
+	}
+	/*
+	 * Being unmapped by the pager (protect-copy-zap): until the zap is
+	 * done, installing anything would be zapped with it.
+	 */
+	if (pte->flags & PTE_ZAPPING) {
+		ret = DEFER_LOCK;
+		goto out;
+	}
+
+	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+		if (pte->state == PS_ACTIVE) {
+			mark_dirty(rt, pte);
+			STAT_INC(rt, faults[UPG_FAULT_WP]);
+			if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size,
+						  false) == -EAGAIN) {
+				STAT_DEC(rt, faults[UPG_FAULT_WP]);
+				ret = DEFER_LOCK;
+			} else {
+				stats_fault(rt, UPG_FAULT_WP, t0);
+			}
+		} else {
+			/* unmapped meanwhile: the retry will be a missing fault */
+			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+		}
+		goto out;
+	}
+
+	switch (pte->state) {
+	case PS_EMPTY:
+		ret = fault_zero(h, r, page, pte, pa, flags, t0);
+		break;
+	case PS_INACTIVE:
+		ret = fault_soft(h, pte, pa, flags, t0);
+		break;
+	case PS_WRITEBACK:
+		if (pte->flags & PTE_DISCARD) {
+			ret = DEFER_LOCK; /* becomes EMPTY when the write ends */
+			break;
+		}
+		ret = fault_soft(h, pte, pa, flags, t0);
+		break;
+	case PS_SWAPPED:
+		ret = fault_major(h, r, page, pte, flags, t0, false);
+		break;
+	case PS_READING:
+		STAT_INC(rt, faults_duplicate);
+		break;
+	case PS_ACTIVE:
+		/*
+		 * Mapped already (EEXIST: the message was stale), or zapped by
+		 * the program with its REMOVE event still queued: then zero
+		 * is exactly what it must read.
+		 */
+		switch (upg_uffd_zeropage(&rt->uffd, pa, rt->page_size, true)) {
+		case -EEXIST:
+			STAT_INC(rt, faults_duplicate);
+			break;
+		case -EAGAIN:
+			ret = DEFER_LOCK;
+			break;
+		}
+		break;
+	}
+out:
+	pte_unlock(pte);
+	region_put(rt);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read completions                                                          */
+/* ------------------------------------------------------------------------ */
+
+static void read_done(struct upg_handler *h, unsigned b, int res)
+{
+	struct upg_runtime *rt = h->rt;
+	struct upg_read *rd = &h->reads[b];
+	struct upg_region *r = rd->region;
+	struct upg_pte *pte = &r->ptes[rd->page];
+	uintptr_t pa = region_page_addr(r, rd->page, rt->page_size);
+	int ret;
+
+	if (res != (int)rt->page_size && !(pte->flags & PTE_DISCARD)) {
+		STAT_INC(rt, io_retries);
+		if (++rd->tries < READ_RETRIES) {
+			submit_read(h, b);
+			return;
+		}
+	}
+
+	pte_lock(pte);
+	if (pte->flags & PTE_DISCARD) {
+		/* discarded while being read: it reads as zero from now on */
+		swap_free(rt, pte->slot);
+		frame_free(rt, pte->frame);
+		pte_set_state(rt, pte, PS_EMPTY);
+		pte->flags = 0;
+		pte->slot = UPG_NO_SLOT;
+		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+	} else if (res != (int)rt->page_size) {
+		/* the data is unreadable: fail the faulting thread, never hang */
+		STAT_INC(rt, io_errors);
+		STAT_INC(rt, poisoned);
+		upg_log("swap read of page %#lx (slot %u) failed: %s; the page is "
+			"lost, accesses raise SIGBUS", (unsigned long)pa, rd->slot,
+			res < 0 ? strerror(-res) : "short read");
+		frame_free(rt, pte->frame);
+		pte_set_state(rt, pte, PS_SWAPPED);
+		if (upg_uffd_poison(&rt->uffd, pa, rt->page_size))
+			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+	} else {
+		bool wp = !rd->write_fault && rt->uffd.has_wp;
+
+		if (!rd->prefetch)
+			STAT_INC(rt, faults[UPG_FAULT_MAJOR]);
+		ret = upg_uffd_copy(&rt->uffd, pa, buffer_addr(h, b),
+				    rt->page_size, wp, true);
+		if (ret == -EAGAIN) {
+			if (!rd->prefetch)
+				STAT_DEC(rt, faults[UPG_FAULT_MAJOR]);
+			/* an event is queued: install after reading it */
+			pte_unlock(pte);
+			rd->install_retry = true;
+			h->ninstall_retry++;
+			return;
+		}
+		if (ret && ret != -EEXIST)
+			upg_log("install of %#lx failed: %s", (unsigned long)pa,
+				strerror(-ret));
+		pte->flags &= PTE_PINNED;
+		if (rd->write_fault)
+			mark_dirty(rt, pte);
+		activate(rt, pte);
+		STAT_INC(rt, pages_read);
+		if (!rd->prefetch)
+			stats_fault(rt, UPG_FAULT_MAJOR, rd->t0);
+	}
+	pte_unlock(pte);
+	atomic_fetch_sub(&r->inflight, 1);
+	put_buffer(h, b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages and the loop                                                     */
+/* ------------------------------------------------------------------------ */
+
+static bool selfzap_consume(struct upg_runtime *rt, uintptr_t start,
+			    uintptr_t end)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&rt->selfzap_lock);
+	for (unsigned i = 0; i < rt->nselfzap; i++) {
+		if (rt->selfzap[i].start == start && rt->selfzap[i].end == end) {
+			rt->selfzap[i] = rt->selfzap[--rt->nselfzap];
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rt->selfzap_lock);
+	return found;
+}
+
+static void defer(struct upg_handler *h, uintptr_t addr, uint64_t flags,
+		  uint64_t t0, uint32_t tries)
+{
+	if (h->npending == PENDING_MAX) {
+		/* cannot happen with fewer faulting threads than PENDING_MAX */
+		upg_log("pending fault list full; dropping fault at %#lx",
+			(unsigned long)addr);
+		return;
+	}
+	h->pending[h->npending++] = (struct upg_pending){
+		.addr = addr, .flags = flags, .t0 = t0, .tries = tries,
+	};
+}
+
+static void handle_pagefault(struct upg_handler *h, const struct uffd_msg *m,
+			     uint64_t t0)
+{
+	struct upg_runtime *rt = h->rt;
+	uintptr_t addr = m->arg.pagefault.address & ~(uintptr_t)(rt->page_size - 1);
+	uint64_t flags = m->arg.pagefault.flags;
+	enum served s;
+
+	/*
+	 * The reclaim thread copying out a page that the program zapped at
+	 * that very moment: it holds the page lock, so serve it here without
+	 * taking it.  Zero is the content of a zapped page.
+	 */
+	if (rt->reclaim_tid && (pid_t)m->arg.pagefault.feat.ptid == rt->reclaim_tid &&
+	    !(flags & UFFD_PAGEFAULT_FLAG_WP)) {
+		upg_uffd_zeropage(&rt->uffd, addr, rt->page_size, true);
+		return;
+	}
+	s = serve(h, addr, flags, t0);
+	if (s != SERVED)
+		defer(h, addr, flags, t0, 0);
+}
+
+static void handle_msg(struct upg_handler *h, const struct uffd_msg *m,
+		       uint64_t t0)
+{
+	struct upg_runtime *rt = h->rt;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		handle_pagefault(h, m, t0);
+		break;
+	case UFFD_EVENT_REMOVE:
+		if (!selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end))
+			region_event_remove(rt, m->arg.remove.start,
+					    m->arg.remove.end);
+		break;
+	case UFFD_EVENT_UNMAP:
+		region_event_unmap(rt, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		region_event_remap(rt, m->arg.remap.from, m->arg.remap.to,
+				   m->arg.remap.len);
+		break;
+	default:
+		upg_warn_once("unexpected userfaultfd event %u", m->event);
+		break;
+	}
+}
+
+/* Read and serve every queued message.  Returns how many. */
+static unsigned drain_uffd(struct upg_handler *h)
+{
+	struct uffd_msg msgs[32];
+	unsigned total = 0;
+
+	for (;;) {
+		ssize_t n = read(h->rt->uffd.fd, msgs, sizeof(msgs));
+		uint64_t t0;
+
+		if (n <= 0)
+			break;
+		t0 = upg_now_ns();
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			handle_msg(h, &msgs[i], t0);
+		total += (unsigned)(n / (ssize_t)sizeof(msgs[0]));
+		if ((size_t)n < sizeof(msgs))
+			break;
+	}
+	return total;
+}
+
+/* Retry deferred faults.  Returns how many were served. */
+static unsigned retry_pending(struct upg_handler *h)
+{
+	unsigned n = h->npending, served = 0;
+	bool starved = false;
+
+	h->npending = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct upg_pending p = h->pending[i];
+		enum served s = serve(h, p.addr, p.flags, p.t0);
+
+		if (s == SERVED) {
+			served++;
+			continue;
+		}
+		if (s == DEFER_FRAME)
+			starved = true;
+		if (s == DEFER_REGION && ++p.tries > UNKNOWN_ADDR_TRIES) {
+			upg_log("fault at %#lx outside every region; waking it",
+				(unsigned long)p.addr);
+			upg_uffd_wake(&h->rt->uffd, p.addr, h->rt->page_size);
+			continue;
+		}
+		defer(h, p.addr, p.flags, p.t0, p.tries);
+	}
+	if (starved && !h->starved) {
+		h->starved = true;
+		atomic_fetch_add(&h->rt->frame_waiters, 1);
+		STAT_INC(h->rt, faults_waited);
+		runtime_wake_reclaim(h->rt);
+	} else if (!starved && h->starved) {
+		h->starved = false;
+		atomic_fetch_sub(&h->rt->frame_waiters, 1);
+	}
+	return served;
+}
+
+static unsigned reap(struct upg_handler *h, bool *woken)
+{
+	struct upg_completion c[32];
+	unsigned n = upg_ring_reap(&h->ring, c, ARRAY_SIZE(c));
+
+	for (unsigned i = 0; i < n; i++) {
+		switch (TAG_TYPE(c[i].tag)) {
+		case TAG_UFFD:
+			if (!(c[i].flags & IORING_CQE_F_MORE))
+				upg_ring_poll(&h->ring, h->rt->uffd.fd, TAG_UFFD);
+			break;
+		case TAG_WAKE: {
+			uint64_t v;
+
+			if (read(h->wake_fd, &v, sizeof(v)) < 0)
+				v = 0;
+			*woken = true;
+			if (!(c[i].flags & IORING_CQE_F_MORE))
+				upg_ring_poll(&h->ring, h->wake_fd, TAG_WAKE);
+			break;
+		}
+		case TAG_READ:
+			read_done(h, TAG_INDEX(c[i].tag), c[i].res);
+			*woken = true;
+			break;
+		}
+	}
+	return n;
+}
+
+static unsigned retry_installs(struct upg_handler *h)
+{
+	unsigned n = 0;
+
+	for (unsigned b = 0; b < IO_BUFS_PER_HANDLER && h->ninstall_retry; b++) {
+		if (!h->reads[b].install_retry)
+			continue;
+		h->reads[b].install_retry = false;
+		h->ninstall_retry--;
+		read_done(h, b, (int)h->rt->page_size);
+		n++;
+	}
+	return n;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+void *handler_main(void *arg)
+{
+	struct upg_handler *h = arg;
+	struct upg_runtime *rt = h->rt;
+	uint64_t spin_ns = (uint64_t)rt->opts.spin_us * 1000;
+	uint64_t last_work = upg_now_ns();
+
+	upg_ring_poll(&h->ring, rt->uffd.fd, TAG_UFFD);
+	upg_ring_poll(&h->ring, h->wake_fd, TAG_WAKE);
+	upg_ring_submit(&h->ring);
+
+	while (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+		bool woken = false;
+		unsigned work;
+
+		work = drain_uffd(h);
+		work += reap(h, &woken);
+		if (h->ninstall_retry)
+			work += retry_installs(h);
+		if (h->npending && (woken || work))
+			work += retry_pending(h);
+		upg_ring_submit(&h->ring);
+		if (work) {
+			last_work = upg_now_ns();
+			continue;
+		}
+		if (spin_ns && upg_now_ns() - last_work < spin_ns) {
+			cpu_relax();
+			continue;
+		}
+		upg_ring_wait(&h->ring, h->npending ? PENDING_RETRY_NS : 0);
+		if (h->npending) {
+			retry_pending(h);
+			upg_ring_submit(&h->ring);
+		}
+	}
+	return NULL;
+}

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * frame.c - frames: the budget made concrete, and the LRU lists.
+ *
+ * A frame is one pager page of budget.  A page holds a frame for as long as
+ * its data is in RAM: mapped in its region (ACTIVE), parked in the frame's
+ * staging slot (INACTIVE, WRITEBACK), or being read (READING).  Because a
+ * page cannot become resident without a frame, the number of frames in use
+ * is the resident size, and the budget is a limit on frames.
+ *
+ * The lists are those of Linux's mm/vmscan.c, reduced to two:
+ *
+ *   fault/prefetch -> [ACTIVE  head ... tail] -- deactivate oldest -->
+ *                     [INACTIVE head ... tail] -- evict oldest --> swap
+ *                          ^                         |
+ *                          +---- soft fault ---------+
+ *
+ * User space cannot see accessed bits, so "referenced" means "faulted back
+ * while inactive": a page that is touched while on the inactive list takes
+ * a soft fault and returns to the active tail; one that is not is evicted.
+ *
+ * The frame table and lists are guarded by rt->lru_lock.  A frame is taken
+ * and released by whoever holds its page's lock.
+ */
+#include "pager.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+static struct upg_list *list_of(struct upg_runtime *rt, uint8_t l)
+{
+	switch (l) {
+	case FL_ACTIVE:
+		return &rt->active;
+	case FL_INACTIVE:
+		return &rt->inactive;
+	default:
+		return NULL;
+	}
+}
+
+static void list_unlink(struct upg_runtime *rt, uint32_t f)
+{
+	struct upg_frame *fr = &rt->frames[f];
+	struct upg_list *l = list_of(rt, fr->list);
+
+	if (!l)
+		return;
+	if (fr->prev != UPG_NO_FRAME)
+		rt->frames[fr->prev].next = fr->next;
+	else
+		l->head = fr->next;
+	if (fr->next != UPG_NO_FRAME)
+		rt->frames[fr->next].prev = fr->prev;
+	else
+		l->tail = fr->prev;
+	l->count--;
+	fr->prev = fr->next = UPG_NO_FRAME;
+}
+
+static void list_append(struct upg_runtime *rt, uint32_t f, uint8_t to)
+{
+	struct upg_frame *fr = &rt->frames[f];
+	struct upg_list *l = list_of(rt, to);
+
+	fr->list = to;
+	fr->prev = fr->next = UPG_NO_FRAME;
+	if (!l)
+		return;
+	fr->prev = l->tail;
+	if (l->tail != UPG_NO_FRAME)
+		rt->frames[l->tail].next = f;
+	else
+		l->head = f;
+	l->tail = f;
+	l->count++;
+}
+
+int frames_init(struct upg_runtime *rt)
+{
+	uint32_t budget = (uint32_t)(rt->opts.budget / rt->page_size);
+	uint32_t cap;
+
+	rt->budget_frames = budget;
+	rt->frame_limit = budget;
+	/*
+	 * Room beyond the budget, used only while the swap store is full or
+	 * failing: then the pager keeps running over budget rather than drop
+	 * a page: three budgets more, or 1 GiB of 4 KiB pages.  Address space
+	 * only; nothing is touched until used.
+	 */
+	cap = budget + (budget * 3 > 262144 ? budget * 3 : 262144);
+	rt->nframes = cap;
+	rt->frames_bytes = (size_t)cap * sizeof(struct upg_frame);
+	rt->frames = upg_os_alloc(rt->frames_bytes);
+	if (!rt->frames)
+		return -ENOMEM;
+	/* frames past next_unused are free and untouched: no table to fill */
+	rt->free_head = UPG_NO_FRAME;
+	rt->next_unused = 0;
+	rt->active = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
+	rt->inactive = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
+
+	rt->low_free = (uint32_t)((uint64_t)budget * rt->opts.low_watermark / 100);
+	rt->high_free = (uint32_t)((uint64_t)budget * rt->opts.high_watermark / 100);
+	if (rt->low_free < 2)
+		rt->low_free = 2;
+	if (rt->high_free < rt->low_free + 2)
+		rt->high_free = rt->low_free + 2;
+
+	rt->staging_bytes = (size_t)cap * rt->page_size;
+	rt->staging = mmap(NULL, rt->staging_bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (rt->staging == MAP_FAILED) {
+		rt->staging = NULL;
+		return -ENOMEM;
+	}
+	/* Same layout as the regions, so that pages move between them. */
+	madvise(rt->staging, rt->staging_bytes, MADV_NOHUGEPAGE);
+	return 0;
+}
+
+void frames_destroy(struct upg_runtime *rt)
+{
+	if (rt->staging)
+		munmap(rt->staging, rt->staging_bytes);
+	upg_os_free(rt->frames, rt->frames_bytes);
+	rt->staging = NULL;
+	rt->frames = NULL;
+}
+
+uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
+{
+	struct upg_frame *fr;
+	uint32_t f, used;
+
+	pthread_mutex_lock(&rt->lru_lock);
+	if (rt->used_frames >= rt->frame_limit ||
+	    (rt->free_head == UPG_NO_FRAME && rt->next_unused == rt->nframes)) {
+		pthread_mutex_unlock(&rt->lru_lock);
+		return UPG_NO_FRAME;
+	}
+	if (rt->free_head != UPG_NO_FRAME) {
+		f = rt->free_head;
+		rt->free_head = rt->frames[f].next;
+	} else {
+		f = rt->next_unused++;
+	}
+	fr = &rt->frames[f];
+	fr->region_id = r->id;
+	fr->page_lo = (uint32_t)page;
+	fr->page_hi = (uint32_t)((uint64_t)page >> 32);
+	fr->list = FL_ISOLATED;
+	fr->prev = fr->next = UPG_NO_FRAME;
+	used = ++rt->used_frames;
+	pthread_mutex_unlock(&rt->lru_lock);
+
+	upg_assert(!fr->staged);
+	stats_note_resident(rt, used);
+	if (rt->budget_frames - (used < rt->budget_frames ? used : rt->budget_frames) <
+	    rt->low_free)
+		runtime_wake_reclaim(rt);
+	return f;
+}
+
+void frame_zap_staging(struct upg_runtime *rt, uint32_t f)
+{
+	struct upg_frame *fr = &rt->frames[f];
+
+	if (!fr->staged)
+		return;
+	/* The staging descriptor has no REMOVE events: this is a plain zap. */
+	madvise(frame_staging(rt, f), rt->page_size, MADV_DONTNEED);
+	fr->staged = 0;
+}
+
+void frame_free(struct upg_runtime *rt, uint32_t f)
+{
+	struct upg_frame *fr = &rt->frames[f];
+	bool wake;
+
+	frame_zap_staging(rt, f);
+	pthread_mutex_lock(&rt->lru_lock);
+	upg_assert(fr->list != FL_FREE);
+	list_unlink(rt, f);
+	fr->list = FL_FREE;
+	fr->next = rt->free_head;
+	rt->free_head = f;
+	rt->used_frames--;
+	wake = atomic_load(&rt->frame_waiters) > 0;
+	pthread_mutex_unlock(&rt->lru_lock);
+	if (wake)
+		runtime_wake_handlers(rt);
+}
+
+void frame_move_locked(struct upg_runtime *rt, uint32_t f,
+		       enum upg_frame_list to)
+{
+	list_unlink(rt, f);
+	list_append(rt, f, (uint8_t)to);
+}
+
+void frame_move_head_locked(struct upg_runtime *rt, uint32_t f,
+			    enum upg_frame_list to)
+{
+	struct upg_frame *fr = &rt->frames[f];
+	struct upg_list *l = list_of(rt, (uint8_t)to);
+
+	list_unlink(rt, f);
+	fr->list = (uint8_t)to;
+	fr->prev = fr->next = UPG_NO_FRAME;
+	if (!l)
+		return;
+	fr->next = l->head;
+	if (l->head != UPG_NO_FRAME)
+		rt->frames[l->head].prev = f;
+	else
+		l->tail = f;
+	l->head = f;
+	l->count++;
+}
+
+void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to)
+{
+	pthread_mutex_lock(&rt->lru_lock);
+	frame_move_locked(rt, f, to);
+	pthread_mutex_unlock(&rt->lru_lock);
+}
+
+uint32_t frames_free_count(struct upg_runtime *rt)
+{
+	uint32_t used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
+
+	return used >= rt->budget_frames ? 0 : rt->budget_frames - used;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Swap slots: the allocator grows the store on demand.                      */
+/* ------------------------------------------------------------------------ */
+
+uint32_t swap_alloc(struct upg_runtime *rt, uint32_t want, uint32_t *got)
+{
+	uint32_t slot;
+
+	pthread_mutex_lock(&rt->swap_lock);
+	slot = upg_slots_alloc(&rt->slots, want, got);
+	if (slot == UPG_NO_SLOT && rt->slots.capacity < rt->slots.limit) {
+		uint64_t grow = rt->swapfile.grow_step / rt->page_size;
+		uint64_t cap = (uint64_t)rt->slots.capacity + (grow ? grow : 1);
+
+		if (cap > rt->slots.limit)
+			cap = rt->slots.limit;
+		if (upg_swapfile_reserve(&rt->swapfile, cap * rt->page_size) == 0 &&
+		    upg_slots_grow(&rt->slots, (uint32_t)cap) == 0)
+			slot = upg_slots_alloc(&rt->slots, want, got);
+	}
+	pthread_mutex_unlock(&rt->swap_lock);
+	return slot;
+}
+
+void swap_free(struct upg_runtime *rt, uint32_t slot)
+{
+	if (slot == UPG_NO_SLOT)
+		return;
+	pthread_mutex_lock(&rt->swap_lock);
+	upg_slots_free(&rt->slots, slot);
+	pthread_mutex_unlock(&rt->swap_lock);
+}

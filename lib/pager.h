@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pager.h - the pager's data structures: page table, frames, regions,
+ * runtime.  Shared by runtime.c, region.c, frame.c, fault.c, reclaim.c,
+ * advise.c, fork.c and stats.c.
+ *
+ * Two tables describe memory, as struct page and the page tables do in the
+ * kernel:
+ *
+ *   - every pager page of every region has a struct upg_pte (16 bytes) in
+ *     its region's page table, which says where the data is (state) and
+ *     holds its swap slot and, while resident, its frame;
+ *   - every unit of budget is a struct upg_frame.  A page needs a frame to
+ *     be resident (ACTIVE, INACTIVE, WRITEBACK, READING); frames link the
+ *     resident pages into the LRU lists.  The frame count is the budget, so
+ *     "resident <= budget" holds by construction.
+ *
+ * Frame f also owns staging slot f, a page-sized place in the staging area
+ * where an INACTIVE or WRITEBACK page's data sits while it is unmapped from
+ * its region.
+ */
+#ifndef UPG_PAGER_H
+#define UPG_PAGER_H
+
+#include "internal.h"
+#include "ring.h"
+#include "uffd.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------------------ */
+/* Page table entries                                                        */
+/* ------------------------------------------------------------------------ */
+
+enum upg_page_state {
+	PS_EMPTY = 0, /* no data anywhere: a touch zero-fills */
+	PS_ACTIVE,    /* mapped in the region */
+	PS_INACTIVE,  /* unmapped, data in the frame's staging slot */
+	PS_WRITEBACK, /* unmapped, staging slot being written to swap */
+	PS_SWAPPED,   /* only in swap slot */
+	PS_READING,   /* swap slot being read into an I/O buffer */
+};
+
+/* pte flags */
+#define PTE_DIRTY 0x01   /* written since the slot was valid (or no slot) */
+#define PTE_PINNED 0x02  /* PIN advice: frame kept off the LRU lists */
+#define PTE_DISCARD 0x04 /* discarded while I/O was in flight: drop on completion */
+#define PTE_IO 0x08      /* a write of this page's staging slot is in flight */
+#define PTE_ZAPPING 0x10 /* copied out, being unmapped by the pager itself */
+
+#define UPG_NO_FRAME UINT32_MAX
+
+struct upg_pte {
+	atomic_uchar lock; /* page lock: guards everything below */
+	uint8_t state;     /* enum upg_page_state */
+	uint8_t flags;     /* PTE_* */
+	uint8_t pad;
+	/*
+	 * slot: the swap slot holding a copy of the page, or UPG_NO_SLOT.
+	 * SWAPPED and READING pages always have one.  An ACTIVE or INACTIVE
+	 * page keeps its slot while clean, so it can be dropped without I/O;
+	 * the first write frees it (unless PTE_IO: then the write completion
+	 * frees it, so the slot cannot be reused under an in-flight write).
+	 */
+	uint32_t slot;
+	/* frame: valid iff the state is ACTIVE, INACTIVE, WRITEBACK or READING */
+	uint32_t frame;
+	uint32_t pad2;
+};
+
+static inline bool pte_trylock(struct upg_pte *p)
+{
+	return !atomic_exchange_explicit(&p->lock, 1, memory_order_acquire);
+}
+
+void pte_lock_slow(struct upg_pte *p);
+
+static inline void pte_lock(struct upg_pte *p)
+{
+	if (unlikely(!pte_trylock(p)))
+		pte_lock_slow(p);
+}
+
+static inline void pte_unlock(struct upg_pte *p)
+{
+	atomic_store_explicit(&p->lock, 0, memory_order_release);
+}
+
+/* Page counts by state, kept so that a statistics snapshot is O(1). */
+#define PTE_STATES 6
+
+struct upg_runtime;
+static inline void pte_set_state(struct upg_runtime *rt, struct upg_pte *p,
+				 uint8_t state);
+
+static inline bool pte_resident(const struct upg_pte *p)
+{
+	return p->state == PS_ACTIVE || p->state == PS_INACTIVE ||
+	       p->state == PS_WRITEBACK || p->state == PS_READING;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Regions                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct upg_region {
+	_Atomic uintptr_t base; /* current start; changes on mremap */
+	size_t len;             /* bytes, a multiple of the pager page */
+	size_t npages;
+	struct upg_pte *ptes;   /* npages entries, lazily backed mapping */
+	size_t ptes_bytes;
+	uint32_t id;            /* index in runtime->region_by_id */
+	atomic_bool dead;       /* released or unmapped: no new work */
+	atomic_uint inflight;   /* I/O requests referring to this region */
+};
+
+static inline uintptr_t region_page_addr(const struct upg_region *r,
+					 size_t page, size_t page_size)
+{
+	return atomic_load_explicit(&r->base, memory_order_relaxed) +
+	       page * page_size;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Frames                                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum upg_frame_list {
+	FL_FREE = 0,
+	FL_ACTIVE,
+	FL_INACTIVE,
+	FL_ISOLATED, /* owned by one operation (I/O, pinned): on no list */
+};
+
+struct upg_frame {
+	uint32_t prev, next; /* list links (frame numbers); guarded by lru_lock */
+	uint32_t region_id;  /* owner page, valid unless FL_FREE */
+	uint32_t page_lo;    /* page index, low and high 32 bits */
+	uint32_t page_hi;
+	uint8_t list;        /* enum upg_frame_list */
+	uint8_t staged;      /* staging slot holds data (must be zapped before reuse) */
+	uint16_t pad;
+};
+
+struct upg_list {
+	uint32_t head, tail; /* oldest at head */
+	uint32_t count;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Handler threads and I/O requests                                          */
+/* ------------------------------------------------------------------------ */
+
+#define IO_BUFS_PER_HANDLER 64
+#define PENDING_MAX 4096
+
+/* A fault that could not be served yet (no frame, no buffer, page busy). */
+struct upg_pending {
+	uintptr_t addr;
+	uint64_t flags;  /* UFFD_PAGEFAULT_FLAG_* */
+	uint64_t t0;     /* when the message was read */
+	uint32_t tries;
+	uint8_t prefetch;
+};
+
+struct upg_read {
+	struct upg_region *region;
+	size_t page;
+	uint32_t slot;
+	uint32_t tries;
+	uint64_t t0;
+	bool write_fault; /* install writable and dirty */
+	bool prefetch;    /* no faulting thread is waiting */
+	bool busy;
+	bool install_retry; /* read done, UFFDIO_COPY got EAGAIN: retry */
+};
+
+struct upg_handler {
+	struct upg_runtime *rt;
+	pthread_t thread;
+	unsigned index;
+	struct upg_ring ring;
+	int wake_fd;                 /* eventfd: frames freed, stop, work queued */
+	char *bufs;                  /* IO_BUFS_PER_HANDLER pager pages */
+	size_t bufs_bytes;
+	struct upg_read reads[IO_BUFS_PER_HANDLER];
+	unsigned free_bufs[IO_BUFS_PER_HANDLER];
+	unsigned nfree_bufs;
+	struct upg_pending *pending; /* PENDING_MAX entries */
+	unsigned npending;
+	bool starved;                /* counted in rt->frame_waiters */
+	unsigned ninstall_retry;     /* reads with install_retry set */
+};
+
+/* ------------------------------------------------------------------------ */
+/* The runtime                                                               */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_REGIONS 65536
+
+struct upg_counters {
+	atomic_uint_least64_t faults[UPG_FAULT_KINDS];
+	atomic_uint_least64_t faults_duplicate, faults_waited;
+	atomic_uint_least64_t deactivations;
+	atomic_uint_least64_t pages_written, pages_read;
+	atomic_uint_least64_t write_requests, read_requests;
+	atomic_uint_least64_t clean_drops, discards, swap_full;
+	atomic_uint_least64_t io_errors, io_retries, poisoned;
+	atomic_uint_least64_t events_fork, events_remap, events_remove,
+		events_unmap;
+	atomic_uint_least64_t peak_resident;
+	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
+};
+
+struct upg_runtime {
+	struct upg_options opts;
+	size_t page_size;
+	unsigned page_shift;
+	bool paged;
+	char unpaged_reason[256];
+	bool use_move; /* evict with UFFDIO_MOVE, else protect-copy-zap */
+
+	struct upg_uffd uffd;
+	/*
+	 * The staging area has a userfaultfd of its own: UFFDIO_MOVE needs its
+	 * destination registered, but zapping a staging slot must not send
+	 * REMOVE events to the fault handlers, and a touch of an empty staging
+	 * slot (a bug) must raise SIGBUS rather than wait for a handler.
+	 */
+	struct upg_uffd staging_uffd;
+	/*
+	 * Self zaps: MADV_DONTNEED that the pager itself issues on a region
+	 * (protect-copy-zap eviction) produces a REMOVE event like the
+	 * program's own would; the handler recognises ours by range here.
+	 */
+	pthread_mutex_t selfzap_lock;
+	struct { uintptr_t start, end; } selfzap[64];
+	unsigned nselfzap;
+
+	/* regions: sorted by base for lookup; by id for frames */
+	pthread_rwlock_t regions_lock;
+	struct upg_region **sorted;  /* nregions entries, sorted by base */
+	struct upg_region **by_id;   /* MAX_REGIONS slots */
+	uint32_t nregions;
+
+	/* frames, LRU lists, staging area; guarded by lru_lock */
+	pthread_mutex_t lru_lock;
+	struct upg_frame *frames;
+	size_t frames_bytes;
+	uint32_t nframes;       /* frames that exist (capacity) */
+	uint32_t frame_limit;   /* frames that may be in use: the budget, or more
+				   while swap is full */
+	uint32_t budget_frames;
+	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
+	uint32_t free_head;     /* stack of freed frames */
+	uint32_t next_unused;   /* frames >= next_unused were never used */
+	struct upg_list active, inactive;
+	atomic_uint pinned_pages; /* pages with PTE_PINNED */
+	char *staging;          /* nframes pager pages */
+	size_t staging_bytes;
+	uint32_t low_free, high_free; /* watermarks in frames */
+
+	/* swap store */
+	pthread_mutex_t swap_lock;
+	struct upg_swapfile swapfile;
+	struct upg_slots slots;
+
+	/* threads */
+	atomic_bool stopping;
+	struct upg_handler *handlers;
+	unsigned nhandlers;
+	pthread_t reclaim_thread;
+	pid_t reclaim_tid;
+	pthread_mutex_t reclaim_lock;
+	pthread_cond_t reclaim_cond;   /* reclaim waits for work here */
+	pthread_cond_t reclaim_done;   /* COLD requests wait here */
+	atomic_uint frame_waiters;     /* faults waiting for a free frame */
+	uint32_t cold_pending;         /* COLD pages queued at the inactive head;
+					  guarded by lru_lock */
+	uint64_t reclaim_generation;   /* passes completed; guarded by reclaim_lock */
+	struct upg_ring reclaim_ring;
+	/* zero page source for UFFDIO_COPY of zeroes */
+	char *zero_page;
+
+	struct upg_counters c;
+	/* pages per state, EMPTY excluded (never counted: tables start zeroed) */
+	atomic_long nr_state[PTE_STATES];
+};
+
+static inline void pte_set_state(struct upg_runtime *rt, struct upg_pte *p,
+				 uint8_t state)
+{
+	if (p->state != PS_EMPTY)
+		atomic_fetch_sub_explicit(&rt->nr_state[p->state], 1,
+					  memory_order_relaxed);
+	if (state != PS_EMPTY)
+		atomic_fetch_add_explicit(&rt->nr_state[state], 1,
+					  memory_order_relaxed);
+	p->state = state;
+}
+
+/* runtime.c */
+void runtime_wake_handlers(struct upg_runtime *rt);
+void runtime_wake_reclaim(struct upg_runtime *rt);
+
+/* region.c */
+/* Find the region and page of @addr; returns with regions_lock read-held
+ * on success (caller releases with region_put()), NULL otherwise. */
+struct upg_region *region_get(struct upg_runtime *rt, uintptr_t addr,
+			      size_t *pagep);
+void region_put(struct upg_runtime *rt);
+int region_table_init(struct upg_runtime *rt);
+void region_table_destroy(struct upg_runtime *rt);
+/* Discard pages [first, last) of @r: slots and frames freed, state EMPTY.
+ * @zap: also drop what is mapped in the region. */
+void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
+			  size_t first, size_t last, bool zap);
+/* uffd non-cooperative events */
+void region_event_remove(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
+void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
+void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
+			size_t len);
+
+/* frame.c */
+int frames_init(struct upg_runtime *rt);
+void frames_destroy(struct upg_runtime *rt);
+/* Take a free frame for (@r, @page), isolated; UPG_NO_FRAME if none. */
+uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page);
+/* Return a frame; zaps its staging slot if it holds data. */
+void frame_free(struct upg_runtime *rt, uint32_t f);
+/* Move frame @f to the tail of list @to (FL_ACTIVE/INACTIVE/ISOLATED). */
+void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to);
+void frame_move_locked(struct upg_runtime *rt, uint32_t f,
+		       enum upg_frame_list to);
+/* ... to the head instead: first in line for eviction (COLD advice). */
+void frame_move_head_locked(struct upg_runtime *rt, uint32_t f,
+			    enum upg_frame_list to);
+static inline char *frame_staging(struct upg_runtime *rt, uint32_t f)
+{
+	return rt->staging + (size_t)f * rt->page_size;
+}
+static inline size_t frame_page(const struct upg_frame *fr)
+{
+	return (size_t)fr->page_lo | ((size_t)fr->page_hi << 32);
+}
+void frame_zap_staging(struct upg_runtime *rt, uint32_t f);
+uint32_t frames_free_count(struct upg_runtime *rt);
+
+/* swap (in frame.c): slot allocation under swap_lock */
+uint32_t swap_alloc(struct upg_runtime *rt, uint32_t want, uint32_t *got);
+void swap_free(struct upg_runtime *rt, uint32_t slot);
+
+/* fault.c */
+void *handler_main(void *arg);
+
+/* reclaim.c */
+void *reclaim_main(void *arg);
+/* Evict [start, start+len) now; waits until written. */
+int reclaim_cold(struct upg_runtime *rt, void *start, size_t len);
+
+/* stats.c */
+/*
+ * A fault is counted (STAT_INC(rt, faults[kind])) before the ioctl that
+ * wakes its thread, so that the thread sees its own fault in the
+ * statistics; its latency is recorded after, by stats_fault().
+ */
+void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0);
+void stats_note_resident(struct upg_runtime *rt, uint32_t used);
+
+/* fork.c */
+int fork_handlers_install(struct upg_runtime *rt);
+void fork_handlers_remove(struct upg_runtime *rt);
+
+#define STAT_INC(rt, field) \
+	atomic_fetch_add_explicit(&(rt)->c.field, 1, memory_order_relaxed)
+#define STAT_DEC(rt, field) \
+	atomic_fetch_sub_explicit(&(rt)->c.field, 1, memory_order_relaxed)
+#define STAT_ADD(rt, field, n) \
+	atomic_fetch_add_explicit(&(rt)->c.field, (n), memory_order_relaxed)
+
+#endif /* UPG_PAGER_H */

@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reclaim.c - the reclaim thread: keeps free budget between the watermarks.
+ *
+ * When free frames fall below the low watermark (or a fault is waiting for
+ * one), reclaim runs until the high watermark is reached:
+ *
+ *   1. deactivate: the oldest ACTIVE pages are unmapped from their region
+ *      but kept in RAM, in their frame's staging slot (INACTIVE).  A page
+ *      the program still uses faults straight back (a soft fault, no I/O):
+ *      that fault is the reference bit user space does not have.
+ *   2. evict: the oldest INACTIVE pages -- unreferenced since they were
+ *      deactivated -- leave RAM.  A clean one (its swap copy still valid)
+ *      is dropped without I/O; dirty ones get consecutive swap slots and
+ *      go out in one vectored write per run of slots.
+ *
+ * Unmapping must not lose a write that races with it.  With UFFDIO_MOVE
+ * the page is atomically taken out of the region (a later access faults
+ * as missing and is served from staging).  Without it: write-protect the
+ * page, copy it to staging, then zap it; a write arriving in between waits
+ * on the protection and is retried as a missing fault after the zap.
+ */
+#include "pager.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define WRITE_RETRIES 3
+
+/* Page of frame @f, locked, if it still is the owner; NULL otherwise. */
+static struct upg_pte *lock_frame_page(struct upg_runtime *rt, uint32_t f,
+				       struct upg_region **rp, size_t *pagep)
+{
+	struct upg_frame *fr = &rt->frames[f];
+	struct upg_region *r;
+	struct upg_pte *pte;
+	size_t page;
+
+	if (fr->list == FL_FREE)
+		return NULL;
+	r = rt->by_id[fr->region_id];
+	page = frame_page(fr);
+	if (!r || atomic_load(&r->dead) || page >= r->npages)
+		return NULL;
+	pte = &r->ptes[page];
+	if (!pte_trylock(pte))
+		return NULL;
+	if (!pte_resident(pte) || pte->frame != f) {
+		pte_unlock(pte);
+		return NULL;
+	}
+	*rp = r;
+	*pagep = page;
+	return pte;
+}
+
+static void selfzap(struct upg_runtime *rt, uintptr_t pa)
+{
+	pthread_mutex_lock(&rt->selfzap_lock);
+	upg_check(rt->nselfzap < ARRAY_SIZE(rt->selfzap));
+	rt->selfzap[rt->nselfzap].start = pa;
+	rt->selfzap[rt->nselfzap].end = pa + rt->page_size;
+	rt->nselfzap++;
+	pthread_mutex_unlock(&rt->selfzap_lock);
+	madvise((void *)pa, rt->page_size, MADV_DONTNEED);
+}
+
+/*
+ * Unmap the ACTIVE page @pte (locked; its frame @f isolated by the caller)
+ * into staging.  Returns with the page unlocked, INACTIVE (or EMPTY if the
+ * program had zapped it), its frame still isolated.  Returns false if the
+ * page turned out to be gone.
+ */
+static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
+			      size_t page, struct upg_pte *pte, uint32_t f)
+{
+	uintptr_t pa = region_page_addr(r, page, rt->page_size);
+	uintptr_t s = (uintptr_t)frame_staging(rt, f);
+	int ret = -ENOTSUP;
+
+	upg_assert(!rt->frames[f].staged);
+	if (rt->use_move) {
+		ret = upg_uffd_move(&rt->staging_uffd, s, pa, rt->page_size, false);
+		if (ret == 0) {
+			rt->frames[f].staged = 1;
+			pte_set_state(rt, pte, PS_INACTIVE);
+			pte_unlock(pte);
+			STAT_INC(rt, deactivations);
+			return true;
+		}
+		if (ret == -ENOENT) {
+			/* zapped by the program; its REMOVE event is on the way */
+			swap_free(rt, pte->slot);
+			frame_free(rt, f);
+			pte_set_state(rt, pte, PS_EMPTY);
+			pte->flags = 0;
+			pte->slot = UPG_NO_SLOT;
+			pte_unlock(pte);
+			return false;
+		}
+		/* -EBUSY: shared with a fork child, KSM, ...: copy instead */
+	}
+
+	/* protect, copy, zap */
+	UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true));
+	ret = upg_uffd_copy(&rt->staging_uffd, s, (void *)pa, rt->page_size,
+			    false, false);
+	if (ret) {
+		upg_log("copy-out of %#lx failed: %s; page kept active",
+			(unsigned long)pa, strerror(-ret));
+		UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, false));
+		pte_unlock(pte);
+		frame_move(rt, f, FL_ACTIVE);
+		return false;
+	}
+	rt->frames[f].staged = 1;
+	pte_set_state(rt, pte, PS_INACTIVE);
+	pte->flags |= PTE_ZAPPING;
+	pte_unlock(pte);
+	/* Not under the page lock: the zap waits until a handler reads it. */
+	selfzap(rt, pa);
+	pte_lock(pte);
+	pte->flags &= (uint8_t)~PTE_ZAPPING;
+	pte_unlock(pte);
+	STAT_INC(rt, deactivations);
+	return true;
+}
+
+/* Deactivate up to @n of the oldest active pages.  Returns how many. */
+static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
+{
+	unsigned done = 0, scanned = 0;
+
+	while (done < n && scanned < 2 * n) {
+		struct upg_region *r;
+		struct upg_pte *pte;
+		size_t page;
+		uint32_t f;
+
+		scanned++;
+		pthread_mutex_lock(&rt->lru_lock);
+		f = rt->active.head;
+		if (f == UPG_NO_FRAME) {
+			pthread_mutex_unlock(&rt->lru_lock);
+			break;
+		}
+		/* rotate now; isolated below if it is taken */
+		frame_move_locked(rt, f, FL_ACTIVE);
+		pthread_mutex_unlock(&rt->lru_lock);
+
+		pte = lock_frame_page(rt, f, &r, &page);
+		if (!pte)
+			continue;
+		if (pte->state != PS_ACTIVE ||
+		    (pte->flags & (PTE_PINNED | PTE_IO | PTE_ZAPPING))) {
+			pte_unlock(pte);
+			continue;
+		}
+		frame_move(rt, f, FL_ISOLATED);
+		if (deactivate_locked(rt, r, page, pte, f)) {
+			frame_move(rt, f, FL_INACTIVE);
+			done++;
+		}
+	}
+	return done;
+}
+
+struct wb_page {
+	struct upg_region *region;
+	size_t page;
+	uint32_t frame;
+};
+
+struct wb_run {
+	uint32_t slot, n, tries;
+	struct wb_page *pages; /* n entries of the batch */
+	struct iovec iov[BATCH];
+};
+
+/* A write that finished (@ok) or failed for good: settle each page. */
+static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
+{
+	for (uint32_t i = 0; i < run->n; i++) {
+		struct wb_page *w = &run->pages[i];
+		struct upg_pte *pte = &w->region->ptes[w->page];
+		uint32_t slot = run->slot + i;
+
+		pte_lock(pte);
+		pte->flags &= (uint8_t)~PTE_IO;
+		if (pte->flags & PTE_DISCARD) {
+			swap_free(rt, slot);
+			frame_free(rt, w->frame);
+			pte_set_state(rt, pte, PS_EMPTY);
+			pte->flags = 0;
+			pte->slot = UPG_NO_SLOT;
+		} else if (!ok) {
+			/* never drop a page: keep it in RAM, dirty */
+			swap_free(rt, slot);
+			if (pte->state == PS_WRITEBACK) {
+				pte_set_state(rt, pte, PS_INACTIVE);
+				frame_move(rt, w->frame, FL_INACTIVE);
+			} else {
+				frame_zap_staging(rt, w->frame);
+			}
+			pte->flags |= PTE_DIRTY;
+		} else if (pte->state == PS_WRITEBACK) {
+			pte_set_state(rt, pte, PS_SWAPPED);
+			pte->slot = slot;
+			pte->flags &= PTE_PINNED;
+			frame_free(rt, w->frame);
+			STAT_INC(rt, pages_written);
+		} else {
+			/* faulted back in during the write (ACTIVE now) */
+			if (pte->flags & PTE_DIRTY)
+				swap_free(rt, slot);
+			else
+				pte->slot = slot;
+			frame_zap_staging(rt, w->frame);
+			STAT_INC(rt, pages_written);
+		}
+		pte_unlock(pte);
+		atomic_fetch_sub(&w->region->inflight, 1);
+	}
+}
+
+static void submit_run(struct upg_runtime *rt, struct wb_run *run, unsigned idx)
+{
+	upg_ring_writev(&rt->reclaim_ring, rt->swapfile.fd, run->iov, run->n,
+			(uint64_t)run->slot * rt->page_size, idx);
+	STAT_INC(rt, write_requests);
+}
+
+/*
+ * Evict up to @n of the oldest inactive pages.  Returns how many frames
+ * were freed; *@blocked is set when dirty pages could not be written
+ * (swap full or failing).
+ */
+static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
+{
+	struct wb_page dirty[BATCH];
+	struct wb_run runs[BATCH];
+	unsigned ndirty = 0, nruns = 0, freed = 0, scanned = 0, inflight = 0;
+
+	if (n > BATCH)
+		n = BATCH;
+	while (ndirty + freed < n && scanned < 2 * n) {
+		struct upg_region *r;
+		struct upg_pte *pte;
+		size_t page;
+		uint32_t f;
+
+		scanned++;
+		pthread_mutex_lock(&rt->lru_lock);
+		f = rt->inactive.head;
+		if (f == UPG_NO_FRAME) {
+			pthread_mutex_unlock(&rt->lru_lock);
+			break;
+		}
+		frame_move_locked(rt, f, FL_INACTIVE);
+		pthread_mutex_unlock(&rt->lru_lock);
+
+		pte = lock_frame_page(rt, f, &r, &page);
+		if (!pte)
+			continue;
+		if (pte->state != PS_INACTIVE ||
+		    (pte->flags & (PTE_ZAPPING | PTE_PINNED))) {
+			pte_unlock(pte);
+			continue;
+		}
+		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
+			/* clean: swap already has it */
+			frame_free(rt, f);
+			pte_set_state(rt, pte, PS_SWAPPED);
+			pte->flags &= PTE_PINNED;
+			STAT_INC(rt, clean_drops);
+			freed++;
+			pte_unlock(pte);
+			continue;
+		}
+		frame_move(rt, f, FL_ISOLATED);
+		pte_set_state(rt, pte, PS_WRITEBACK);
+		pte->flags |= PTE_IO;
+		pte->flags &= (uint8_t)~PTE_DIRTY;
+		pte->slot = UPG_NO_SLOT;
+		atomic_fetch_add(&r->inflight, 1);
+		pte_unlock(pte);
+		dirty[ndirty++] = (struct wb_page){ r, page, f };
+	}
+
+	/* consecutive slots, one vectored write per run */
+	for (unsigned i = 0; i < ndirty;) {
+		uint32_t got = 0;
+		uint32_t slot = swap_alloc(rt, ndirty - i, &got);
+		struct wb_run *run;
+
+		if (slot == UPG_NO_SLOT) {
+			/* swap full: the rest go back to the inactive list */
+			for (uint32_t k = 0; k < ndirty - i; k++) {
+				struct upg_pte *pte =
+					&dirty[i + k].region->ptes[dirty[i + k].page];
+
+				pte_lock(pte);
+				pte->flags &= (uint8_t)~PTE_IO;
+				pte->flags |= PTE_DIRTY;
+				if (pte->flags & PTE_DISCARD) {
+					frame_free(rt, dirty[i + k].frame);
+					pte_set_state(rt, pte, PS_EMPTY);
+					pte->flags = 0;
+				} else {
+					if (pte->state == PS_WRITEBACK)
+						pte_set_state(rt, pte, PS_INACTIVE);
+					else /* faulted back: staging is garbage */
+						frame_zap_staging(rt, dirty[i + k].frame);
+					frame_move(rt, dirty[i + k].frame,
+						   pte->state == PS_INACTIVE ?
+						   FL_INACTIVE : FL_ACTIVE);
+				}
+				pte_unlock(pte);
+				atomic_fetch_sub(&dirty[i + k].region->inflight, 1);
+			}
+			STAT_INC(rt, swap_full);
+			*blocked = true;
+			break;
+		}
+		run = &runs[nruns];
+		run->slot = slot;
+		run->n = got;
+		run->tries = 0;
+		run->pages = &dirty[i];
+		for (uint32_t k = 0; k < got; k++) {
+			run->iov[k].iov_base = frame_staging(rt, dirty[i + k].frame);
+			run->iov[k].iov_len = rt->page_size;
+		}
+		submit_run(rt, run, nruns);
+		nruns++;
+		inflight++;
+		i += got;
+	}
+	upg_ring_submit(&rt->reclaim_ring);
+
+	while (inflight > 0) {
+		struct upg_completion c[BATCH];
+		unsigned k;
+
+		upg_ring_wait(&rt->reclaim_ring, 0);
+		k = upg_ring_reap(&rt->reclaim_ring, c, ARRAY_SIZE(c));
+		for (unsigned j = 0; j < k; j++) {
+			struct wb_run *run = &runs[c[j].tag];
+			bool ok = c[j].res == (int32_t)(run->n * rt->page_size);
+
+			if (!ok && ++run->tries < WRITE_RETRIES) {
+				STAT_INC(rt, io_retries);
+				submit_run(rt, run, (unsigned)c[j].tag);
+				continue;
+			}
+			if (!ok) {
+				STAT_INC(rt, io_errors);
+				upg_warn_once("swap write failed: %s; pages stay in "
+					      "memory", c[j].res < 0 ?
+					      strerror(-c[j].res) : "short write");
+				*blocked = true;
+			} else {
+				freed += run->n;
+			}
+			writeback_done(rt, run, ok);
+			inflight--;
+		}
+		upg_ring_submit(&rt->reclaim_ring);
+	}
+	return freed;
+}
+
+static bool need_reclaim(struct upg_runtime *rt)
+{
+	return frames_free_count(rt) < rt->low_free ||
+	       atomic_load(&rt->frame_waiters) > 0 ||
+	       __atomic_load_n(&rt->cold_pending, __ATOMIC_RELAXED) > 0;
+}
+
+/* One reclaim pass, up to the high watermark and through queued COLD pages. */
+static void reclaim_run(struct upg_runtime *rt)
+{
+	unsigned idle = 0;
+
+	pthread_rwlock_rdlock(&rt->regions_lock);
+	while (!atomic_load(&rt->stopping) && idle < 3) {
+		uint32_t free = frames_free_count(rt);
+		uint32_t cold = __atomic_load_n(&rt->cold_pending, __ATOMIC_RELAXED);
+		uint32_t used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
+		uint32_t inactive_target = used / 4 > BATCH ? used / 4 : BATCH;
+		unsigned want, freed;
+		bool blocked = false;
+
+		if (free >= rt->high_free && cold == 0 &&
+		    atomic_load(&rt->frame_waiters) == 0)
+			break;
+		want = free < rt->high_free ? rt->high_free - free : 1;
+		if (cold > want)
+			want = cold;
+		if (want > BATCH)
+			want = BATCH;
+		/*
+		 * Keep the inactive list near its target, so that a page
+		 * spends time there -- time in which a touch is a soft fault
+		 * that saves it -- before it reaches the head and leaves.
+		 */
+		if (rt->inactive.count < inactive_target + want) {
+			uint32_t short_by = inactive_target + want - rt->inactive.count;
+
+			deactivate_some(rt, short_by < 4 * BATCH ? short_by : 4 * BATCH);
+		}
+		freed = evict_some(rt, want, &blocked);
+		if (cold) {
+			pthread_mutex_lock(&rt->lru_lock);
+			rt->cold_pending = freed >= rt->cold_pending ?
+				0 : rt->cold_pending - freed;
+			if (blocked)
+				rt->cold_pending = 0;
+			pthread_mutex_unlock(&rt->lru_lock);
+		}
+		if (blocked && freed == 0) {
+			/*
+			 * Swap full or failing: run over budget rather than
+			 * drop a page or leave a fault waiting forever.
+			 */
+			pthread_mutex_lock(&rt->lru_lock);
+			if (rt->frame_limit < rt->nframes) {
+				uint32_t more = rt->high_free;
+
+				if (rt->frame_limit + more > rt->nframes)
+					more = rt->nframes - rt->frame_limit;
+				rt->frame_limit += more;
+			}
+			pthread_mutex_unlock(&rt->lru_lock);
+			upg_warn_once("swap store is full or failing: running over "
+				      "the budget (see the swap_full statistic)");
+			runtime_wake_handlers(rt);
+			break;
+		}
+		if (!blocked && rt->frame_limit > rt->budget_frames) {
+			pthread_mutex_lock(&rt->lru_lock);
+			rt->frame_limit = rt->used_frames > rt->budget_frames ?
+				rt->used_frames : rt->budget_frames;
+			pthread_mutex_unlock(&rt->lru_lock);
+		}
+		idle = freed ? 0 : idle + 1;
+	}
+	pthread_rwlock_unlock(&rt->regions_lock);
+}
+
+void *reclaim_main(void *arg)
+{
+	struct upg_runtime *rt = arg;
+
+	rt->reclaim_tid = (pid_t)syscall(SYS_gettid);
+	pthread_mutex_lock(&rt->reclaim_lock);
+	while (!atomic_load(&rt->stopping)) {
+		if (!need_reclaim(rt)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&rt->reclaim_cond, &rt->reclaim_lock,
+					       &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&rt->reclaim_lock);
+		reclaim_run(rt);
+		pthread_mutex_lock(&rt->reclaim_lock);
+		rt->reclaim_generation++;
+		pthread_cond_broadcast(&rt->reclaim_done);
+		if (atomic_load(&rt->frame_waiters) > 0 &&
+		    frames_free_count(rt) == 0) {
+			/* nothing could be freed right now: don't spin */
+			pthread_mutex_unlock(&rt->reclaim_lock);
+			usleep(200);
+			pthread_mutex_lock(&rt->reclaim_lock);
+		}
+	}
+	pthread_cond_broadcast(&rt->reclaim_done);
+	pthread_mutex_unlock(&rt->reclaim_lock);
+	return NULL;
+}
+
+/*
+ * COLD advice: deactivate the pages of the range and put their frames at
+ * the head of the inactive list, then let the reclaim thread write them.
+ */
+int reclaim_cold(struct upg_runtime *rt, void *start, size_t len)
+{
+	uintptr_t a = (uintptr_t)start & ~(uintptr_t)(rt->page_size - 1);
+	uintptr_t end = (uintptr_t)start + len;
+	uint32_t queued = 0;
+	uint64_t gen;
+
+	for (; a < end; a += rt->page_size) {
+		struct upg_region *r;
+		struct upg_pte *pte;
+		size_t page;
+		uint32_t f;
+
+		r = region_get(rt, a, &page);
+		if (!r)
+			return -EINVAL;
+		pte = &r->ptes[page];
+		pte_lock(pte);
+		f = pte->frame;
+		if (pte->state == PS_ACTIVE &&
+		    !(pte->flags & (PTE_PINNED | PTE_IO | PTE_ZAPPING))) {
+			frame_move(rt, f, FL_ISOLATED);
+			if (!deactivate_locked(rt, r, page, pte, f)) {
+				region_put(rt);
+				continue;
+			}
+			pte_lock(pte);
+		}
+		if (pte->state == PS_INACTIVE && pte->frame == f) {
+			/* to the head: evicted first */
+			pthread_mutex_lock(&rt->lru_lock);
+			frame_move_head_locked(rt, f, FL_INACTIVE);
+			rt->cold_pending++;
+			pthread_mutex_unlock(&rt->lru_lock);
+			queued++;
+		}
+		pte_unlock(pte);
+		region_put(rt);
+	}
+	if (!queued)
+		return 0;
+	pthread_mutex_lock(&rt->reclaim_lock);
+	gen = rt->reclaim_generation;
+	pthread_cond_signal(&rt->reclaim_cond);
+	while (!atomic_load(&rt->stopping) &&
+	       (rt->reclaim_generation == gen ||
+		__atomic_load_n(&rt->cold_pending, __ATOMIC_RELAXED) > 0))
+		pthread_cond_wait(&rt->reclaim_done, &rt->reclaim_lock);
+	pthread_mutex_unlock(&rt->reclaim_lock);
+	return 0;
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.c - what the pager did, for programs, benchmarks and people.
+ *
+ * Event counters and page counts by state are relaxed atomics bumped where
+ * things happen, so a snapshot costs the same at any budget and can be
+ * taken between every two accesses of a benchmark.
+ */
+#include "pager.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0)
+{
+	uint64_t ns = upg_now_ns() - t0;
+	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;
+
+	if (b >= UPG_LATENCY_BUCKETS)
+		b = UPG_LATENCY_BUCKETS - 1;
+	STAT_INC(rt, latency[kind][b]);
+}
+
+void stats_note_resident(struct upg_runtime *rt, uint32_t used)
+{
+	uint64_t peak = atomic_load_explicit(&rt->c.peak_resident,
+					     memory_order_relaxed);
+
+	while (used > peak &&
+	       !atomic_compare_exchange_weak(&rt->c.peak_resident, &peak, used))
+		;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
+{
+	if (!rt || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	st->page_size = rt->page_size;
+	st->paged = rt->paged;
+	if (!rt->paged)
+		return 0;
+	st->budget_pages = rt->budget_frames;
+	st->evict_move = rt->use_move;
+	st->has_poison = rt->uffd.has_poison;
+
+	for (int k = 0; k < UPG_FAULT_KINDS; k++) {
+		st->faults[k] = LOAD(rt->c.faults[k]);
+		for (int b = 0; b < UPG_LATENCY_BUCKETS; b++)
+			st->latency[k][b] = LOAD(rt->c.latency[k][b]);
+	}
+	st->faults_duplicate = LOAD(rt->c.faults_duplicate);
+	st->faults_waited = LOAD(rt->c.faults_waited);
+	st->deactivations = LOAD(rt->c.deactivations);
+	st->pages_written = LOAD(rt->c.pages_written);
+	st->pages_read = LOAD(rt->c.pages_read);
+	st->bytes_written = st->pages_written * rt->page_size;
+	st->bytes_read = st->pages_read * rt->page_size;
+	st->write_requests = LOAD(rt->c.write_requests);
+	st->read_requests = LOAD(rt->c.read_requests);
+	st->clean_drops = LOAD(rt->c.clean_drops);
+	st->discards = LOAD(rt->c.discards);
+	st->swap_full = LOAD(rt->c.swap_full);
+	st->io_errors = LOAD(rt->c.io_errors);
+	st->io_retries = LOAD(rt->c.io_retries);
+	st->poisoned = LOAD(rt->c.poisoned);
+	st->events_fork = LOAD(rt->c.events_fork);
+	st->events_remap = LOAD(rt->c.events_remap);
+	st->events_remove = LOAD(rt->c.events_remove);
+	st->events_unmap = LOAD(rt->c.events_unmap);
+	st->peak_resident_pages = LOAD(rt->c.peak_resident);
+	st->pinned_pages = atomic_load(&rt->pinned_pages);
+
+	pthread_mutex_lock(&rt->swap_lock);
+	st->swap_slots_used = rt->slots.used;
+	st->swap_slots_total = rt->slots.capacity;
+	pthread_mutex_unlock(&rt->swap_lock);
+
+	st->resident_pages = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
+	st->active_pages = (uint64_t)LOAD(rt->nr_state[PS_ACTIVE]);
+	st->inactive_pages = (uint64_t)LOAD(rt->nr_state[PS_INACTIVE]);
+	st->writeback_pages = (uint64_t)LOAD(rt->nr_state[PS_WRITEBACK]);
+	st->reading_pages = (uint64_t)LOAD(rt->nr_state[PS_READING]);
+	st->swapped_pages = (uint64_t)LOAD(rt->nr_state[PS_SWAPPED]);
+	return 0;
+}
+
+UPG_API uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
+					    enum upg_fault_kind kind, double q)
+{
+	uint64_t total = 0, seen = 0;
+
+	if (!st || kind >= UPG_FAULT_KINDS)
+		return 0;
+	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++)
+		total += st->latency[kind][b];
+	if (total == 0)
+		return 0;
+	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++) {
+		seen += st->latency[kind][b];
+		if ((double)seen >= q * (double)total)
+			return 2ULL << b;
+	}
+	return 2ULL << (UPG_LATENCY_BUCKETS - 1);
+}
+
+static void human(char *buf, size_t n, uint64_t bytes)
+{
+	static const char units[] = "BKMGT";
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, n, u ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
+UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
+{
+	static const char *kinds[] = { "zero-fill", "soft", "major", "write-protect" };
+	char a[32], b[32], c[32];
+
+	if (!st || !out)
+		return;
+	if (!st->paged) {
+		fprintf(out, "upager: unpaged (userfaultfd unavailable)\n");
+		return;
+	}
+	human(a, sizeof(a), st->budget_pages * st->page_size);
+	human(b, sizeof(b), st->peak_resident_pages * st->page_size);
+	human(c, sizeof(c), st->page_size);
+	fprintf(out, "upager: budget %s, peak resident %s, page %s, eviction by %s\n",
+		a, b, c, st->evict_move ? "UFFDIO_MOVE" : "protect-copy-zap");
+	fprintf(out, "  now: %" PRIu64 " resident (%" PRIu64 " active, %" PRIu64
+		" inactive, %" PRIu64 " writeback, %" PRIu64 " reading), %" PRIu64
+		" swapped, %" PRIu64 " pinned\n",
+		st->resident_pages, st->active_pages, st->inactive_pages,
+		st->writeback_pages, st->reading_pages, st->swapped_pages,
+		st->pinned_pages);
+	fprintf(out, "  faults:");
+	for (int k = 0; k < UPG_FAULT_KINDS; k++)
+		fprintf(out, " %s %" PRIu64 " (p50 %.1fus)%s", kinds[k], st->faults[k],
+			upg_stats_latency_quantile(st, k, 0.5) / 1000.0,
+			k + 1 < UPG_FAULT_KINDS ? "," : "\n");
+	human(a, sizeof(a), st->bytes_written);
+	human(b, sizeof(b), st->bytes_read);
+	fprintf(out, "  swap: %" PRIu64 " pages written (%s in %" PRIu64
+		" requests), %" PRIu64 " read (%s), %" PRIu64 " clean drops, %"
+		PRIu64 " deactivations\n",
+		st->pages_written, a, st->write_requests, st->pages_read, b,
+		st->clean_drops, st->deactivations);
+	fprintf(out, "  discarded %" PRIu64 ", waited for reclaim %" PRIu64
+		", duplicate faults %" PRIu64 ", swap full %" PRIu64
+		", I/O errors %" PRIu64 "\n",
+		st->discards, st->faults_waited, st->faults_duplicate,
+		st->swap_full, st->io_errors);
+}

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffd.c - userfaultfd ioctls.
+ *
+ * EAGAIN means the mm is changing: a non-cooperative event (REMOVE, UNMAP,
+ * REMAP) is queued and not yet read.  It is returned to the caller, never
+ * spun on here: a fault handler that spun would never read the event that
+ * ends it.  Handlers defer the fault; other threads retry (UFFD_RETRY).
+ * EEXIST from a resolve ioctl means that
+ * the range is already populated -- someone resolved it first -- and is
+ * returned as is: the callers decide what "already resolved" means for them.
+ */
+#include "internal.h"
+#include "uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int uffd_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) == 0 ? 0 : -errno;
+}
+
+static int open_raw(char *why, size_t whylen)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int err;
+
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	/*
+	 * With vm.unprivileged_userfaultfd=0, a process without
+	 * CAP_SYS_PTRACE may still use the device node if it can open it.
+	 */
+	if (err == EPERM || err == ENOSYS) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+			if (fd >= 0)
+				return fd;
+		}
+	}
+	if (err == EPERM)
+		snprintf(why, whylen,
+			 "userfaultfd is not permitted for this process; run as root, "
+			 "or 'sysctl -w vm.unprivileged_userfaultfd=1', or give the "
+			 "user access to /dev/userfaultfd");
+	else if (err == ENOSYS)
+		snprintf(why, whylen,
+			 "this kernel has no userfaultfd (CONFIG_USERFAULTFD), or a "
+			 "seccomp filter blocks it");
+	else
+		snprintf(why, whylen, "userfaultfd() failed: %s", strerror(err));
+	return -err;
+}
+
+int upg_uffd_open(struct upg_uffd *u, uint64_t wanted, char *why,
+		  size_t whylen)
+{
+	struct uffdio_api api;
+	int fd, ret;
+
+	memset(u, 0, sizeof(*u));
+	u->fd = -1;
+	fd = open_raw(why, whylen);
+	if (fd < 0)
+		return fd;
+
+	/* Ask what the kernel has, then ask for what we want of it. */
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	ret = uffd_ioctl(fd, UFFDIO_API, &api);
+	if (ret) {
+		snprintf(why, whylen, "UFFDIO_API failed: %s", strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	close(fd);
+	fd = open_raw(why, whylen);
+	if (fd < 0)
+		return fd;
+	{
+		uint64_t offered = api.features;
+
+		memset(&api, 0, sizeof(api));
+		api.api = UFFD_API;
+		api.features = offered & wanted;
+	}
+	ret = uffd_ioctl(fd, UFFDIO_API, &api);
+	if (ret) {
+		snprintf(why, whylen, "UFFDIO_API (features) failed: %s",
+			 strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	u->fd = fd;
+	u->features = api.features;
+	u->has_wp = api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	u->has_move = api.features & UFFD_FEATURE_MOVE;
+	u->has_poison = api.features & UFFD_FEATURE_POISON;
+	if (!u->has_wp) {
+		snprintf(why, whylen,
+			 "this kernel lacks userfaultfd write-protect on anonymous "
+			 "memory (Linux 5.10 or later is needed)");
+		close(fd);
+		u->fd = -1;
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+void upg_uffd_close(struct upg_uffd *u)
+{
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+}
+
+int upg_uffd_register(struct upg_uffd *u, uintptr_t start, size_t len, bool wp)
+{
+	struct uffdio_register reg = {
+		.range = { .start = start, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(wp ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+
+	return uffd_ioctl(u->fd, UFFDIO_REGISTER, &reg);
+}
+
+int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+
+	return uffd_ioctl(u->fd, UFFDIO_UNREGISTER, &r);
+}
+
+/*
+ * Pager pages larger than 4 KiB are resolved by one ioctl over several
+ * pages, which the kernel may complete only in part (an event arriving
+ * midway): go on from where it stopped, and report -EAGAIN only when no
+ * progress was made, so the caller's retry starts on a clean range.
+ */
+int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
+		  size_t len, bool wp, bool wake)
+{
+	uintptr_t s = (uintptr_t)src;
+
+	while (len > 0) {
+		struct uffdio_copy c = {
+			.dst = dst,
+			.src = s,
+			.len = len,
+			.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
+				(wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE),
+		};
+		int ret = uffd_ioctl(u->fd, UFFDIO_COPY, &c);
+
+		if (c.copy > 0 && (size_t)c.copy < len) {
+			dst += (size_t)c.copy;
+			s += (size_t)c.copy;
+			len -= (size_t)c.copy;
+			continue;
+		}
+		if (ret)
+			return ret;
+		if (c.copy != (__s64)len)
+			return c.copy < 0 ? (int)c.copy : -EIO;
+		len = 0;
+	}
+	return 0;
+}
+
+int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake)
+{
+	while (len > 0) {
+		struct uffdio_zeropage z = {
+			.range = { .start = dst, .len = len },
+			.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+		};
+		int ret = uffd_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+
+		if (z.zeropage > 0 && (size_t)z.zeropage < len) {
+			dst += (size_t)z.zeropage;
+			len -= (size_t)z.zeropage;
+			continue;
+		}
+		return ret;
+	}
+	return 0;
+}
+
+int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		  size_t len, bool wake)
+{
+	while (len > 0) {
+		struct uffdio_move m = {
+			.dst = dst,
+			.src = src,
+			.len = len,
+			.mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
+		};
+		int ret = uffd_ioctl(u->fd, UFFDIO_MOVE, &m);
+
+		if (m.move > 0 && (size_t)m.move < len) {
+			dst += (size_t)m.move;
+			src += (size_t)m.move;
+			len -= (size_t)m.move;
+			continue;
+		}
+		if (ret)
+			return ret;
+		if (m.move != (__s64)len)
+			return m.move < 0 ? (int)m.move : -EIO;
+		len = 0;
+	}
+	return 0;
+}
+
+int upg_uffd_writeprotect(struct upg_uffd *u, uintptr_t start, size_t len,
+			  bool protect)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = start, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return uffd_ioctl(u->fd, UFFDIO_WRITEPROTECT, &w);
+}
+
+int upg_uffd_wake(struct upg_uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+
+	return uffd_ioctl(u->fd, UFFDIO_WAKE, &r);
+}
+
+int upg_uffd_poison(struct upg_uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_poison p = {
+		.range = { .start = start, .len = len },
+	};
+
+	if (!u->has_poison)
+		return -ENOTSUP;
+	return uffd_ioctl(u->fd, UFFDIO_POISON, &p);
+}

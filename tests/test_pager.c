@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_pager.c - the pager through its public API only: regions, faults of
+ * every kind, eviction by both mechanisms, advice, the program's own
+ * syscalls on paged memory, mremap and munmap, the budget, swap trouble.
+ * Every byte paged out and read back is checked against its pattern.
+ */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PS 4096UL
+
+/* Write @npages pages with generation @gen, then check them all. */
+static void write_all(uint8_t *p, size_t npages, unsigned gen)
+{
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + i * PS, i, PS, gen);
+}
+
+static void check_all(const uint8_t *p, size_t npages, unsigned gen)
+{
+	for (size_t i = 0; i < npages; i++) {
+		size_t bad = check_page(p + i * PS, i, PS, gen);
+
+		cr_assert_eq(bad, SIZE_MAX, "page %zu byte %zu: got %#x want %#x",
+			     i, bad, p[i * PS + bad], pattern(i, bad, gen));
+	}
+}
+
+Test(region, reserve_one_tib_is_cheap)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t before = rss_anon();
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, 1UL << 40, (void **)&p), 0);
+	cr_assert_eq((uintptr_t)p % PS, 0);
+	/* touch pages far apart: first, middle, last */
+	size_t pages[] = { 0, (1UL << 28) / 2, (1UL << 28) - 1 };
+	for (unsigned i = 0; i < 3; i++)
+		fill_page(p + pages[i] * PS, pages[i], PS, 1);
+	for (unsigned i = 0; i < 3; i++)
+		cr_assert_eq(check_page(p + pages[i] * PS, pages[i], PS, 1), SIZE_MAX);
+	cr_assert_lt(rss_anon() - before, 32 * MiB, "reserving 1 TiB cost %zu bytes",
+		     rss_anon() - before);
+	cr_assert_eq(upg_region_release(rt, p), 0);
+	upg_runtime_destroy(rt);
+}
+
+Test(region, bad_arguments)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	uint8_t *p;
+	int x;
+
+	cr_assert_eq(upg_region_reserve(rt, 0, (void **)&p), -EINVAL);
+	cr_assert_eq(upg_region_release(rt, &x), -EINVAL);
+	cr_assert_eq(upg_region_reserve(rt, PS, (void **)&p), 0);
+	cr_assert_eq(upg_advise(rt, p, PS, 999), -EINVAL);
+	cr_assert_eq(upg_advise(rt, &x, PS, UPG_ADV_DONTNEED), -EINVAL);
+	cr_assert_eq(upg_region_release(rt, p), 0);
+	upg_runtime_destroy(rt);
+}
+
+Test(fault, zero_fill_reads_zero)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, 64 * PS, (void **)&p), 0);
+	for (size_t i = 0; i < 64 * PS; i++)
+		cr_assert_eq(p[i], 0, "byte %zu of a fresh region is %#x", i, p[i]);
+	cr_assert_eq(stats_of(rt).faults[UPG_FAULT_ZERO], 64);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+/* Region four times the budget, written and read twice: every page cycles. */
+static void evict_readback(enum upg_evict_mode mode)
+{
+	struct upg_runtime *rt = test_runtime(8 * MiB, mode);
+	size_t npages = 4 * 8 * MiB / PS;
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	check_all(p, npages, 1);
+	write_all(p, npages, 2);
+	check_all(p, npages, 2);
+	/* a read-only pass: its pages leave clean, without I/O */
+	check_all(p, npages, 2);
+	check_all(p, npages, 2);
+	st = stats_of(rt);
+	cr_assert_geq(st.pages_written, npages, "only %lu pages written",
+		      (unsigned long)st.pages_written);
+	cr_assert_gt(st.faults[UPG_FAULT_MAJOR], npages);
+	cr_assert_gt(st.clean_drops, 0);
+	cr_assert_leq(st.peak_resident_pages, st.budget_pages);
+	cr_assert_eq(st.io_errors, 0);
+	upg_region_release(rt, p);
+	st = stats_of(rt);
+	cr_assert_eq(st.swap_slots_used, 0, "release left %lu slots",
+		     (unsigned long)st.swap_slots_used);
+	cr_assert_eq(st.resident_pages, 0);
+	upg_runtime_destroy(rt);
+}
+
+Test(evict, move_readback) { evict_readback(UPG_EVICT_MOVE); }
+Test(evict, copy_readback) { evict_readback(UPG_EVICT_COPY); }
+
+/* A hot set touched between cold scans comes back by soft faults. */
+static void soft_faults(enum upg_evict_mode mode)
+{
+	struct upg_runtime *rt = test_runtime(8 * MiB, mode);
+	size_t npages = 4 * 8 * MiB / PS, hot = 256;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	for (unsigned round = 0; round < 4; round++) {
+		for (size_t i = hot; i < npages; i++) {
+			cr_assert_eq(p[i * PS + 7], pattern(i, 7, 1));
+			if (i % 64 == 0)
+				for (size_t h = 0; h < hot; h++)
+					cr_assert_eq(p[h * PS + 5], pattern(h, 5, 1));
+		}
+	}
+	check_all(p, npages, 1);
+	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_SOFT], 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(fault, soft_move) { soft_faults(UPG_EVICT_MOVE); }
+Test(fault, soft_copy) { soft_faults(UPG_EVICT_COPY); }
+
+/* A page read from swap and then written must be written out again. */
+static void rewrite_after_swapin(enum upg_evict_mode mode)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, mode);
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	check_all(p, npages, 1); /* now every page is clean with a slot */
+	/* one byte per page: the write-protect fault must catch it */
+	for (size_t i = 0; i < npages; i++)
+		p[i * PS + 100] ^= 0xff;
+	for (size_t i = 0; i < npages; i++)
+		p[i * PS + 100] ^= 0xff;
+	for (size_t i = 0; i < npages; i++)
+		p[i * PS + 200] = (uint8_t)~pattern(i, 200, 1);
+	for (size_t i = 0; i < npages; i++) {
+		cr_assert_eq(p[i * PS + 200], (uint8_t)~pattern(i, 200, 1),
+			     "page %zu lost a write after swap-in", i);
+		p[i * PS + 200] = pattern(i, 200, 1);
+	}
+	check_all(p, npages, 1);
+	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_WP] + stats_of(rt).faults[UPG_FAULT_MAJOR], 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(dirty, rewrite_move) { rewrite_after_swapin(UPG_EVICT_MOVE); }
+Test(dirty, rewrite_copy) { rewrite_after_swapin(UPG_EVICT_COPY); }
+
+Test(advise, cold_then_willneed)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 512;
+	struct upg_stats a, b, c;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 3);
+	a = stats_of(rt);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_COLD), 0);
+	b = stats_of(rt);
+	cr_assert_geq(b.pages_written - a.pages_written, npages);
+	cr_assert_geq(b.swapped_pages, npages);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_WILLNEED), 0);
+	b = stats_of(rt);
+	cr_assert_geq(b.pages_read - a.pages_read, npages);
+	check_all(p, npages, 3);
+	c = stats_of(rt);
+	cr_assert_eq(c.faults[UPG_FAULT_MAJOR], b.faults[UPG_FAULT_MAJOR],
+		     "prefetched pages still took major faults");
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(advise, dontneed_discards_without_io)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 512;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	/* half swapped out, half resident */
+	cr_assert_eq(upg_advise(rt, p, npages / 2 * PS, UPG_ADV_COLD), 0);
+	a = stats_of(rt);
+	cr_assert_gt(a.swap_slots_used, 0);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_DONTNEED), 0);
+	b = stats_of(rt);
+	cr_assert_eq(b.swap_slots_used, 0, "slots left: %lu",
+		     (unsigned long)b.swap_slots_used);
+	cr_assert_eq(b.pages_written, a.pages_written);
+	cr_assert_geq(b.discards - a.discards, npages);
+	for (size_t i = 0; i < npages * PS; i++)
+		cr_assert_eq(p[i], 0, "discarded byte %zu is %#x", i, p[i]);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(advise, pinned_pages_stay)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS, pinned = 64;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	cr_assert_eq(upg_advise(rt, p, pinned * PS, UPG_ADV_PIN), 0);
+	cr_assert_eq(stats_of(rt).pinned_pages, pinned);
+	for (size_t i = pinned; i < npages; i++)
+		cr_assert_eq(check_page(p + i * PS, i, PS, 1), SIZE_MAX);
+	a = stats_of(rt);
+	for (size_t i = 0; i < pinned; i++)
+		cr_assert_eq(check_page(p + i * PS, i, PS, 1), SIZE_MAX);
+	b = stats_of(rt);
+	cr_assert_eq(b.faults[UPG_FAULT_MAJOR], a.faults[UPG_FAULT_MAJOR]);
+	cr_assert_eq(b.faults[UPG_FAULT_SOFT], a.faults[UPG_FAULT_SOFT]);
+	cr_assert_eq(upg_advise(rt, p, pinned * PS, UPG_ADV_UNPIN), 0);
+	cr_assert_eq(stats_of(rt).pinned_pages, 0);
+	/* more than the budget cannot be pinned */
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_PIN), -ENOMEM);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+/* The kernel itself reading and writing swapped-out pages for a syscall. */
+Test(syscalls, read_write_on_swapped_pages)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS;
+	char path[] = "/tmp/upager-test-XXXXXX";
+	uint8_t *p;
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 5);
+	/* the first pages are long swapped out: write(2) reads them */
+	cr_assert_eq(write(fd, p, npages * PS), (ssize_t)(npages * PS));
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_DONTNEED), 0);
+	write_all(p, npages, 6); /* evicts everything again */
+	/* read(2) into swapped-out pages */
+	cr_assert_eq(pread(fd, p, npages * PS, 0), (ssize_t)(npages * PS));
+	check_all(p, npages, 5);
+	close(fd);
+	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_MAJOR], 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(events, mremap_moves_swapped_region)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p, *q, *target;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 7);
+	target = mmap(NULL, npages * PS, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(target, MAP_FAILED);
+	q = mremap(p, npages * PS, npages * PS, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	cr_assert_eq(q, target, "mremap: %s", strerror(errno));
+	check_all(q, npages, 7);
+	write_all(q, npages, 8);
+	check_all(q, npages, 8);
+	cr_assert_geq(stats_of(rt).events_remap, 1);
+	cr_assert_eq(upg_region_release(rt, q), 0);
+	upg_runtime_destroy(rt);
+}
+
+Test(events, program_dontneed_and_munmap)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS;
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 9);
+	/* the program discards the first half behind the pager's back */
+	cr_assert_eq(madvise(p, npages / 2 * PS, MADV_DONTNEED), 0);
+	for (size_t i = 0; i < npages / 2 * PS; i++)
+		cr_assert_eq(p[i], 0, "byte %zu survived MADV_DONTNEED", i);
+	for (size_t i = npages / 2; i < npages; i++)
+		cr_assert_eq(check_page(p + i * PS, i, PS, 9), SIZE_MAX);
+	/* and unmaps the whole region itself */
+	cr_assert_eq(munmap(p, npages * PS), 0);
+	st = stats_of(rt);
+	cr_assert_geq(st.events_remove, 1);
+	cr_assert_geq(st.events_unmap, 1);
+	for (int i = 0; i < 1000 && stats_of(rt).swap_slots_used; i++)
+		usleep(1000); /* the UNMAP event is handled asynchronously */
+	cr_assert_eq(stats_of(rt).swap_slots_used, 0);
+	upg_runtime_destroy(rt);
+}
+
+/* Resident memory stays within budget plus the documented slack. */
+Test(budget, resident_size_holds)
+{
+	const size_t budget = 16 * MiB, slack = 8 * MiB;
+	struct upg_runtime *rt = test_runtime(budget, UPG_EVICT_AUTO);
+	size_t npages = 4 * budget / PS, base, peak = 0;
+	unsigned seed = 1;
+	uint8_t *p;
+
+	base = rss_anon();
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	for (unsigned k = 0; k < 40000; k++) {
+		size_t i = (size_t)rand_r(&seed) % npages;
+
+		cr_assert_eq(p[i * PS + 11], pattern(i, 11, 1));
+		if (k % 500 == 0) {
+			size_t rss = rss_anon();
+
+			peak = rss > peak ? rss : peak;
+		}
+	}
+	cr_assert_leq(peak - base, budget + slack,
+		      "resident grew by %zu bytes, budget %zu + slack %zu",
+		      peak - base, budget, slack);
+	cr_assert_leq(stats_of(rt).peak_resident_pages, budget / PS);
+	check_all(p, npages, 1);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+/* Swap full: keep running over budget, lose nothing, say so. */
+Test(failure, swap_full_runs_over_budget)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	size_t npages = 3 * 4 * MiB / PS;
+	struct upg_stats st;
+	uint8_t *p;
+
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.swap_max = 2 * MiB;
+	rt = test_runtime_opts(&o);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 4);
+	check_all(p, npages, 4);
+	st = stats_of(rt);
+	cr_assert_gt(st.swap_full, 0);
+	cr_assert_leq(st.swap_slots_used, 2 * MiB / PS);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(failure, unwritable_swap_dir_keeps_data)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	size_t npages = 2 * 4 * MiB / PS;
+	uint8_t *p;
+
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.swap_dir = "/nonexistent/upager";
+	rt = test_runtime_opts(&o);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 2);
+	check_all(p, npages, 2);
+	cr_assert_gt(stats_of(rt).swap_full, 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(failure, bad_options_rejected)
+{
+	struct upg_options o;
+	struct upg_runtime *rt = NULL;
+
+	upg_options_init(&o);
+	o.budget = 4096;
+	cr_assert_eq(upg_runtime_create(&o, &rt), -EINVAL);
+	upg_options_init(&o);
+	o.page_size = 12345;
+	cr_assert_eq(upg_runtime_create(&o, &rt), -EINVAL);
+	upg_options_init(&o);
+	o.handler_threads = 0;
+	cr_assert_eq(upg_runtime_create(&o, &rt), -EINVAL);
+}
+
+Test(pagesize, large_pager_pages)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	const size_t psz = 64 * KiB;
+	size_t npages = 4 * 8 * MiB / psz;
+	uint8_t *p;
+
+	upg_options_init(&o);
+	o.budget = 8 * MiB;
+	o.page_size = psz;
+	rt = test_runtime_opts(&o);
+	cr_assert_eq(upg_runtime_page_size(rt), psz);
+	cr_assert_eq(upg_region_reserve(rt, npages * psz, (void **)&p), 0);
+	cr_assert_eq((uintptr_t)p % psz, 0);
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + i * psz, i, psz, 1);
+	for (size_t i = 0; i < npages; i++)
+		cr_assert_eq(check_page(p + i * psz, i, psz, 1), SIZE_MAX, "page %zu", i);
+	cr_assert_gt(stats_of(rt).pages_written, 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}

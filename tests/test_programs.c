@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_programs.c - real, unmodified programs under `upager run', with a
+ * budget below their peak, must print exactly what they print without it:
+ * python3 building and checking big dicts and lists, GNU sort on a file of
+ * several hundred MiB with a large -S buffer, and tests/progs/mtheap (many
+ * threads, cross-thread frees, fork without exec, exit with threads
+ * running).  Also the command line of `upager' itself.
+ *
+ * Each paged run writes its statistics to a file (--stats=FILE), and the
+ * test checks from them that pages really went to swap: a budget that was
+ * never exceeded would prove nothing.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "upager.h"
+
+static char dir[256];
+static char upager[512];
+
+static void need_userfaultfd(void)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	char why[300];
+
+	upg_options_init(&o);
+	o.verbose = 0;
+	cr_assert_eq(upg_runtime_create(&o, &rt), 0);
+	if (!upg_runtime_is_paged(rt)) {
+		snprintf(why, sizeof(why), "userfaultfd unavailable: %s",
+			 upg_runtime_unpaged_reason(rt));
+		upg_runtime_destroy(rt);
+		cr_skip_test("%s", why);
+	}
+	upg_runtime_destroy(rt);
+}
+
+static void setup(void)
+{
+	const char *tools = getenv("UPAGER_TEST_TOOLS");
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(upager, sizeof(upager), "%s/upager",
+		 tools ? tools : UPG_TEST_BUILDDIR "/tools");
+	snprintf(dir, sizeof(dir), "%s/upager-progs.XXXXXX", tmp ? tmp : "/tmp");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[400];
+
+	if (dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd))
+			cr_log_warn("could not remove %s", dir);
+	}
+}
+
+/* Run a shell command; its exit status, 128+N for signal N. */
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	cr_assert_neq(st, -1, "system(%s)", cmd);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+static bool have(const char *prog)
+{
+	return sh("command -v %s >/dev/null 2>&1", prog) == 0;
+}
+
+/* Pages written to swap, summed over the "swap: N pages written" lines. */
+static unsigned long long pages_written(const char *stats)
+{
+	unsigned long long total = 0, n;
+	char line[512];
+	FILE *f = fopen(stats, "r");
+	const char *p;
+
+	cr_assert_not_null(f, "no statistics in %s", stats);
+	while (fgets(line, sizeof(line), f))
+		if ((p = strstr(line, "swap: ")) &&
+		    sscanf(p, "swap: %llu pages written", &n) == 1)
+			total += n;
+	fclose(f);
+	return total;
+}
+
+/*
+ * Run @cmd plainly and under upager with @budget; same stdout and exit
+ * status, and the paged run must really have paged.
+ */
+static void compare(const char *env, const char *budget, const char *cmd)
+{
+	char stats[300];
+	int plain, paged;
+
+	plain = sh("cd '%s' && %s %s > plain.out 2> plain.err", dir, env, cmd);
+	paged = sh("cd '%s' && %s '%s' run --budget %s --stats='%s/stats' -- %s"
+		   " > paged.out 2> paged.err", dir, env, upager, budget, dir, cmd);
+	if (paged != plain)
+		sh("cat '%s/paged.err' >&2", dir);
+	cr_assert_eq(paged, plain, "exit status %d under upager, %d without", paged,
+		     plain);
+	cr_assert_eq(sh("cmp -s '%s/plain.out' '%s/paged.out'", dir, dir), 0,
+		     "%s: output differs under upager", cmd);
+	snprintf(stats, sizeof(stats), "%s/stats", dir);
+	cr_assert_gt(pages_written(stats), 0,
+		     "%s: nothing was written to swap: the budget was never exceeded",
+		     cmd);
+}
+
+TestSuite(programs, .init = setup, .fini = teardown, .timeout = 900);
+
+Test(programs, python_dicts_and_lists)
+{
+	need_userfaultfd();
+	if (!have("python3"))
+		cr_skip_test("python3 not installed");
+	/* PYTHONMALLOC=malloc: Python's small-object arenas come from mmap,
+	 * not malloc; this way every object is on upager's heap */
+	compare("PYTHONMALLOC=malloc", "96M",
+		"python3 " UPG_TEST_SRCDIR "/tests/progs/bigdict.py 500000");
+}
+
+Test(programs, gnu_sort_big_file)
+{
+	need_userfaultfd();
+	if (sh("sort --version 2>/dev/null | grep -q GNU"))
+		cr_skip_test("GNU sort not installed");
+	/* ~320 MiB of pseudo-random lines, made without a big heap */
+	cr_assert_eq(sh("cd '%s' && awk 'BEGIN { srand(7); for (i = 0; i < 4200000; i++)"
+			" printf \"%%08x %%d %%s\\n\", int(rand() * 4294967295), i,"
+			" substr(\"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\","
+			" 1 + i %% 40, 30 + i %% 23) }' > big.txt", dir), 0);
+	compare("LC_ALL=C", "128M", "sort -S 1G --parallel=2 big.txt");
+}
+
+Test(programs, threads)
+{
+	need_userfaultfd();
+	compare("", "64M", UPG_TEST_BUILDDIR "/tests/progs/mtheap work 4 160");
+}
+
+Test(programs, fork_without_exec)
+{
+	need_userfaultfd();
+	compare("", "32M", UPG_TEST_BUILDDIR "/tests/progs/mtheap fork 128");
+}
+
+Test(programs, exit_with_threads_running)
+{
+	need_userfaultfd();
+	compare("", "32M", UPG_TEST_BUILDDIR "/tests/progs/mtheap exit 3 96");
+}
+
+Test(programs, exec_and_shell_pipeline)
+{
+	need_userfaultfd();
+	/* the shell, its children and what they exec are all preloaded */
+	compare("", "32M",
+		"sh -c '" UPG_TEST_BUILDDIR "/tests/progs/mtheap work 2 96 | sort | cat'");
+}
+
+/* ------------------------------------------------------- command line */
+
+TestSuite(command, .init = setup, .fini = teardown);
+
+Test(command, help_and_version)
+{
+	cr_assert_eq(sh("'%s' --help | grep -q 'upager run'", upager), 0);
+	cr_assert_eq(sh("'%s' run --help | grep -q budget", upager), 0);
+	cr_assert_eq(sh("'%s' --version | grep -q '^upager " UPG_VERSION_STRING "'",
+			upager), 0);
+}
+
+Test(command, bad_arguments_exit_2)
+{
+	cr_assert_eq(sh("'%s' >/dev/null 2>&1", upager), 2);
+	cr_assert_eq(sh("'%s' frobnicate 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run --no-such-option -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run -o nosuch=1 -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run -o budget -- true 2>/dev/null", upager), 2);
+	/* the message names the variable, the value and a good example */
+	cr_assert_eq(sh("'%s' run --budget 12Q -- true 2>&1 | grep UPAGER_BUDGET"
+			" | grep -q 12Q", upager), 0);
+	cr_assert_eq(sh("'%s' run --budget 12Q -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run --page-size 3K -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("UPAGER_BUDGET=lots '%s' run -- true 2>/dev/null", upager), 2);
+}
+
+Test(command, exit_status_passes_through)
+{
+	cr_assert_eq(sh("'%s' run -- sh -c 'exit 7' 2>/dev/null", upager), 7);
+	cr_assert_eq(sh("'%s' run -- true", upager), 0);
+	cr_assert_eq(sh("'%s' run -- sh -c 'kill -9 $$' 2>/dev/null", upager), 137);
+	cr_assert_eq(sh("'%s' run -- /nonexistent/program 2>/dev/null", upager), 127);
+	cr_assert_eq(sh("'%s' run -- /etc/passwd 2>/dev/null", upager), 126);
+}
+
+Test(command, preloaded_and_stats)
+{
+	need_userfaultfd();
+	/* the program's malloc is upager's: its heap has statistics */
+	cr_assert_eq(sh("'%s' run --stats -- " UPG_TEST_BUILDDIR
+			"/tests/progs/mtheap work 1 4 2>&1 >/dev/null"
+			" | grep -q 'allocator:'", upager), 0);
+	cr_assert_eq(sh("'%s' run -- sh -c 'echo \"$LD_PRELOAD\"'"
+			" | grep -q libupager-preload.so", upager), 0);
+	/* a bad UPAGER_ value reaching the shim directly: message, exit 2 */
+	cr_assert_eq(sh("shim=$('%s' run -- sh -c 'echo $LD_PRELOAD' | cut -d: -f1) &&"
+			" UPAGER_PAGE_SIZE=5K LD_PRELOAD=$shim /bin/ls / >/dev/null 2>&1",
+			upager), 2);
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testutil.h - shared by the integration suites: runtimes that skip the
+ * test (with the reason) when the kernel or the permissions lack what it
+ * needs, deterministic page patterns, and resident-size probes.
+ */
+#ifndef UPG_TESTUTIL_H
+#define UPG_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <upager.h>
+
+#define KiB (1024UL)
+#define MiB (1024UL * 1024)
+
+/* A runtime with @budget bytes and eviction mechanism @evict, or a skip. */
+static inline struct upg_runtime *test_runtime_opts(struct upg_options *o)
+{
+	struct upg_runtime *rt = NULL;
+	struct upg_stats st;
+	int ret = upg_runtime_create(o, &rt);
+
+	if (ret == -ENOTSUP && o->evict == UPG_EVICT_MOVE)
+		cr_skip_test("this kernel has no UFFDIO_MOVE (Linux 6.8+)");
+	cr_assert_eq(ret, 0, "upg_runtime_create: %s", strerror(-ret));
+	if (!upg_runtime_is_paged(rt)) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "userfaultfd unavailable: %s",
+			 upg_runtime_unpaged_reason(rt));
+		upg_runtime_destroy(rt);
+		cr_skip_test("%s", why);
+	}
+	upg_stats_get(rt, &st);
+	if (o->evict == UPG_EVICT_MOVE)
+		cr_assert(st.evict_move);
+	if (o->evict == UPG_EVICT_COPY)
+		cr_assert(!st.evict_move);
+	return rt;
+}
+
+static inline struct upg_runtime *test_runtime(size_t budget,
+					       enum upg_evict_mode evict)
+{
+	struct upg_options o;
+
+	upg_options_init(&o);
+	o.budget = budget;
+	o.evict = evict;
+	return test_runtime_opts(&o);
+}
+
+/* Byte @i of page @page in generation @gen: differs by page, offset, gen. */
+static inline uint8_t pattern(size_t page, size_t i, unsigned gen)
+{
+	uint64_t x = (page * 0x9E3779B97F4A7C15ULL) ^ (i * 0xBF58476D1CE4E5B9ULL) ^
+		     ((uint64_t)gen << 56);
+
+	x ^= x >> 29;
+	return (uint8_t)(x ^ (x >> 17));
+}
+
+static inline void fill_page(uint8_t *p, size_t page, size_t psize, unsigned gen)
+{
+	for (size_t i = 0; i < psize; i++)
+		p[i] = pattern(page, i, gen);
+}
+
+/* Index of the first wrong byte, or SIZE_MAX. */
+static inline size_t check_page(const uint8_t *p, size_t page, size_t psize,
+				unsigned gen)
+{
+	for (size_t i = 0; i < psize; i++)
+		if (p[i] != pattern(page, i, gen))
+			return i;
+	return SIZE_MAX;
+}
+
+/* RssAnon of this process, in bytes. */
+static inline size_t rss_anon(void)
+{
+	char line[256];
+	size_t kb = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+static inline struct upg_stats stats_of(struct upg_runtime *rt)
+{
+	struct upg_stats st;
+
+	cr_assert_eq(upg_stats_get(rt, &st), 0);
+	return st;
+}
+
+#endif
