@@ -178,11 +178,14 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 		return 0;
 	}
 	if (advice == UPG_ADV_COLD)
-		return reclaim_cold(rt, addr, len);
+		return reclaim_cold(rt, addr, len); /* waits for reclaim: no fork_lock */
 
+	pthread_rwlock_rdlock(&rt->fork_lock);
 	r = range_region(rt, start, len, &first, &last);
-	if (!r)
+	if (!r) {
+		pthread_rwlock_unlock(&rt->fork_lock);
 		return -EINVAL;
+	}
 	switch (advice) {
 	case UPG_ADV_DONTNEED: {
 		uintptr_t base = atomic_load(&r->base);
@@ -205,5 +208,6 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 		break;
 	}
 	region_put(rt);
+	pthread_rwlock_unlock(&rt->fork_lock);
 	return ret;
 }

@@ -586,6 +586,7 @@ void *handler_main(void *arg)
 		bool woken = false;
 		unsigned work;
 
+		pthread_rwlock_rdlock(&rt->fork_lock);
 		work = drain_uffd(h);
 		work += reap(h, &woken);
 		if (h->ninstall_retry)
@@ -593,6 +594,7 @@ void *handler_main(void *arg)
 		if (h->npending && (woken || work))
 			work += retry_pending(h);
 		upg_ring_submit(&h->ring);
+		pthread_rwlock_unlock(&rt->fork_lock);
 		if (work) {
 			last_work = upg_now_ns();
 			continue;
@@ -603,8 +605,10 @@ void *handler_main(void *arg)
 		}
 		upg_ring_wait(&h->ring, h->npending ? PENDING_RETRY_NS : 0);
 		if (h->npending) {
+			pthread_rwlock_rdlock(&rt->fork_lock);
 			retry_pending(h);
 			upg_ring_submit(&h->ring);
+			pthread_rwlock_unlock(&rt->fork_lock);
 		}
 	}
 	return NULL;

@@ -223,6 +223,13 @@ struct upg_runtime {
 
 	struct upg_uffd uffd;
 	/*
+	 * Held for reading by every pager thread while it changes pages, and
+	 * by the API calls that do; held for writing across fork() (fork.c),
+	 * so that the child's copy of the tables is a consistent snapshot.
+	 * Prefers readers: a handler must get it while fork waits for reclaim.
+	 */
+	pthread_rwlock_t fork_lock;
+	/*
 	 * The staging area has a userfaultfd of its own: UFFDIO_MOVE needs its
 	 * destination registered, but zapping a staging slot must not send
 	 * REMOVE events to the fault handlers, and a touch of an empty staging

@@ -474,7 +474,9 @@ void *reclaim_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&rt->reclaim_lock);
+		pthread_rwlock_rdlock(&rt->fork_lock);
 		reclaim_run(rt);
+		pthread_rwlock_unlock(&rt->fork_lock);
 		pthread_mutex_lock(&rt->reclaim_lock);
 		rt->reclaim_generation++;
 		pthread_cond_broadcast(&rt->reclaim_done);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PS 4096UL
@@ -433,3 +434,36 @@ Test(pagesize, large_pager_pages)
 	upg_region_release(rt, p);
 	upg_runtime_destroy(rt);
 }
+
+/* fork without exec: the child reads what the parent wrote, swapped or not */
+static void fork_child_reads(enum upg_evict_mode mode)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, mode);
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+	pid_t pid;
+	int status;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 11);
+	cr_assert_gt(stats_of(rt).swapped_pages, 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		for (size_t i = 0; i < npages; i++)
+			if (check_page(p + i * PS, i, PS, 11) != SIZE_MAX)
+				_exit(10);
+		/* the child may write its copy without touching the parent's */
+		write_all(p, npages, 12);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "child saw wrong data (status %#x)", status);
+	check_all(p, npages, 11);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(events, fork_child_reads_move) { fork_child_reads(UPG_EVICT_MOVE); }
+Test(events, fork_child_reads_copy) { fork_child_reads(UPG_EVICT_COPY); }

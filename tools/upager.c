@@ -50,7 +50,6 @@ static const char usage_text[] =
 	"  -p, --page-size SIZE    pager page: 4K to 2M, a power of two [PAGE_SIZE]\n"
 	"  -t, --threads N         fault-handler threads [THREADS]\n"
 	"  -o, --option NAME=VALUE any option by name, e.g. -o evict=copy\n"
-	"      --mmap              also page large anonymous mmap() [MMAP]\n"
 	"      --stats[=FILE]      print what the pager did when the program ends,\n"
 	"                          on stderr or appended to FILE [STATS]\n"
 	"  -v, --verbose           more messages (repeat for debug) [VERBOSE]\n"
@@ -219,7 +218,7 @@ static int run(char **argv)
 	return EXIT_UPAGER;
 }
 
-enum { OPT_SWAP_DIR = 256, OPT_STATS, OPT_MMAP };
+enum { OPT_SWAP_DIR = 256, OPT_STATS };
 
 static int cmd_run(int argc, char **argv)
 {
@@ -230,7 +229,6 @@ static int cmd_run(int argc, char **argv)
 		{ "page-size", required_argument, NULL, 'p' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "option", required_argument, NULL, 'o' },
-		{ "mmap", no_argument, NULL, OPT_MMAP },
 		{ "stats", optional_argument, NULL, OPT_STATS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -276,9 +274,6 @@ static int cmd_run(int argc, char **argv)
 				usage_error("-o wants NAME=VALUE, not '%s'", optarg);
 			*eq = '\0';
 			set_option(&o, optarg, eq + 1);
-			break;
-		case OPT_MMAP:
-			setenv("UPAGER_MMAP", "1", 1);
 			break;
 		case OPT_STATS:
 			setenv("UPAGER_STATS", optarg && *optarg ? optarg : "1", 1);

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what upager needs to build, test and benchmark on Debian/Ubuntu.
+# Does nothing for packages already there; needs root to install.
+set -euo pipefail
+pkgs=(build-essential autoconf automake libtool pkg-config liburing-dev
+      libcriterion-dev libjemalloc-dev python3)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to install: ${missing[*]}" >&2
+	echo "  run: sudo apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
