@@ -131,6 +131,43 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	return true;
 }
 
+/*
+ * Take the oldest frame of @which (rotating it to the tail, so that a page
+ * that cannot be taken now does not block the scan) and lock its page if
+ * it is in @state and none of @busy flags is set.  Returns false when the
+ * list is empty; *@ptep is NULL when this frame had to be passed over.
+ */
+static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
+		      uint8_t state, uint8_t busy, uint32_t *fp,
+		      struct upg_pte **ptep, struct upg_region **rp,
+		      size_t *pagep)
+{
+	struct upg_list *l = which == FL_ACTIVE ? &rt->active : &rt->inactive;
+	struct upg_pte *pte;
+	uint32_t f;
+
+	*ptep = NULL;
+	pthread_mutex_lock(&rt->lru_lock);
+	f = l->head;
+	if (f == UPG_NO_FRAME) {
+		pthread_mutex_unlock(&rt->lru_lock);
+		return false;
+	}
+	frame_move_locked(rt, f, which);
+	pthread_mutex_unlock(&rt->lru_lock);
+
+	pte = lock_frame_page(rt, f, rp, pagep);
+	if (!pte)
+		return true;
+	if (pte->state != state || (pte->flags & busy)) {
+		pte_unlock(pte);
+		return true;
+	}
+	*fp = f;
+	*ptep = pte;
+	return true;
+}
+
 /* Deactivate up to @n of the oldest active pages.  Returns how many. */
 static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 {
@@ -143,24 +180,11 @@ static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 		uint32_t f;
 
 		scanned++;
-		pthread_mutex_lock(&rt->lru_lock);
-		f = rt->active.head;
-		if (f == UPG_NO_FRAME) {
-			pthread_mutex_unlock(&rt->lru_lock);
+		if (!scan_head(rt, FL_ACTIVE, PS_ACTIVE,
+			       PTE_PINNED | PTE_IO | PTE_ZAPPING, &f, &pte, &r, &page))
 			break;
-		}
-		/* rotate now; isolated below if it is taken */
-		frame_move_locked(rt, f, FL_ACTIVE);
-		pthread_mutex_unlock(&rt->lru_lock);
-
-		pte = lock_frame_page(rt, f, &r, &page);
 		if (!pte)
 			continue;
-		if (pte->state != PS_ACTIVE ||
-		    (pte->flags & (PTE_PINNED | PTE_IO | PTE_ZAPPING))) {
-			pte_unlock(pte);
-			continue;
-		}
 		frame_move(rt, f, FL_ISOLATED);
 		if (deactivate_locked(rt, r, page, pte, f)) {
 			frame_move(rt, f, FL_INACTIVE);
@@ -255,23 +279,11 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 		uint32_t f;
 
 		scanned++;
-		pthread_mutex_lock(&rt->lru_lock);
-		f = rt->inactive.head;
-		if (f == UPG_NO_FRAME) {
-			pthread_mutex_unlock(&rt->lru_lock);
+		if (!scan_head(rt, FL_INACTIVE, PS_INACTIVE,
+			       PTE_ZAPPING | PTE_PINNED, &f, &pte, &r, &page))
 			break;
-		}
-		frame_move_locked(rt, f, FL_INACTIVE);
-		pthread_mutex_unlock(&rt->lru_lock);
-
-		pte = lock_frame_page(rt, f, &r, &page);
 		if (!pte)
 			continue;
-		if (pte->state != PS_INACTIVE ||
-		    (pte->flags & (PTE_ZAPPING | PTE_PINNED))) {
-			pte_unlock(pte);
-			continue;
-		}
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
 			/* clean: swap already has it */
 			frame_free(rt, f);
