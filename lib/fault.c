@@ -214,6 +214,51 @@ static enum served fault_major(struct upg_handler *h, struct upg_region *r,
 	return SERVED;
 }
 
+static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
+{
+	bool found = false;
+
+	if (!atomic_load_explicit(&rt->nremoving, memory_order_acquire))
+		return false;
+	pthread_mutex_lock(&rt->selfzap_lock);
+	for (unsigned i = 0; i < atomic_load(&rt->nremoving); i++)
+		if (addr >= rt->removing[i].start && addr < rt->removing[i].end)
+			found = true;
+	pthread_mutex_unlock(&rt->selfzap_lock);
+	return found;
+}
+
+static void removing_add(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&rt->selfzap_lock);
+	n = atomic_load(&rt->nremoving);
+	if (n < ARRAY_SIZE(rt->removing)) {
+		rt->removing[n].start = start;
+		rt->removing[n].end = end;
+		atomic_store_explicit(&rt->nremoving, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&rt->selfzap_lock);
+}
+
+static void removing_del(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&rt->selfzap_lock);
+	n = atomic_load(&rt->nremoving);
+	for (unsigned i = 0; i < n; i++) {
+		if (rt->removing[i].start == start && rt->removing[i].end == end) {
+			rt->removing[i] = rt->removing[n - 1];
+			atomic_store_explicit(&rt->nremoving, n - 1,
+					      memory_order_release);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rt->selfzap_lock);
+}
+
 static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 			 uint64_t t0)
 {
@@ -224,6 +269,8 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	uintptr_t pa;
 	size_t page;
 
+	if (being_removed(rt, addr))
+		return DEFER_LOCK;
 	r = region_get(rt, addr, &page);
 	if (!r)
 		return DEFER_REGION;
@@ -446,9 +493,11 @@ static void handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		if (!selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end))
 			region_event_remove(rt, m->arg.remove.start,
 					    m->arg.remove.end);
+		removing_del(rt, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
 		region_event_unmap(rt, m->arg.remove.start, m->arg.remove.end);
+		removing_del(rt, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		region_event_remap(rt, m->arg.remap.from, m->arg.remap.to,
@@ -473,6 +522,13 @@ static unsigned drain_uffd(struct upg_handler *h)
 		if (n <= 0)
 			break;
 		t0 = upg_now_ns();
+		/* announce discards first: see runtime->removing */
+		if (h->rt->nhandlers > 1)
+			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+				if (msgs[i].event == UFFD_EVENT_REMOVE ||
+				    msgs[i].event == UFFD_EVENT_UNMAP)
+					removing_add(h->rt, msgs[i].arg.remove.start,
+						     msgs[i].arg.remove.end);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			handle_msg(h, &msgs[i], t0);
 		total += (unsigned)(n / (ssize_t)sizeof(msgs[0]));

@@ -244,6 +244,15 @@ struct upg_runtime {
 	pthread_mutex_t selfzap_lock;
 	struct { uintptr_t start, end; } selfzap[64];
 	unsigned nselfzap;
+	/*
+	 * Ranges whose REMOVE/UNMAP event a handler has read but not yet
+	 * applied.  The program zaps as soon as the event is read, so with
+	 * several handlers another one may read a fault there first: it must
+	 * wait, or it would serve the discarded data.  Guarded by
+	 * selfzap_lock; nremoving is read without it as a fast check.
+	 */
+	struct { uintptr_t start, end; } removing[64];
+	atomic_uint nremoving;
 
 	/* regions: sorted by base for lookup; by id for frames */
 	pthread_rwlock_t regions_lock;
