@@ -111,26 +111,22 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	int ret = -ENOTSUP;
 
 	/*
-	 * Move when nothing else holds the staged page (a write in flight
-	 * pins it); copy otherwise.  A clean page must come back write-
-	 * protected, and a move carries no protection along, so it is moved
-	 * without waking, protected, then woken.
+	 * A dirty page (or one being written now) moves back: zero copy, one
+	 * ioctl.  A clean page must come back write-protected, and a move
+	 * carries no protection along; copying it with UFFDIO_COPY_MODE_WP is
+	 * one ioctl too, and the staged copy is zapped after the thread is
+	 * already running again.  A page whose staged copy is being written
+	 * is pinned by the I/O and cannot move: it is copied as well.
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_SOFT]);
-	if (rt->use_move && !(pte->flags & PTE_IO)) {
-		ret = upg_uffd_move(&rt->uffd, pa, s, rt->page_size, !clean);
+	if (rt->use_move && !clean && !(pte->flags & PTE_IO)) {
+		ret = upg_uffd_move(&rt->uffd, pa, s, rt->page_size, true);
 		if (ret == -EAGAIN) {
 			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
 			return DEFER_LOCK;
 		}
-		if (ret == 0) {
+		if (ret == 0)
 			rt->frames[f].staged = 0;
-			if (clean &&
-			    upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true))
-				write = true; /* unprotected: count it written */
-			if (clean)
-				upg_uffd_wake(&rt->uffd, pa, rt->page_size);
-		}
 	}
 	if (ret) {
 		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
@@ -144,14 +140,14 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 				(unsigned long)pa, strerror(-ret));
 			return SERVED;
 		}
-		/* the staged copy is garbage now, unless a write still reads it */
-		if (!(pte->flags & PTE_IO))
-			frame_zap_staging(rt, f);
 	}
+	stats_fault(rt, UPG_FAULT_SOFT, t0);
+	/* a copied-from staging slot is garbage, unless a write still reads it */
+	if (rt->frames[f].staged && !(pte->flags & PTE_IO))
+		frame_zap_staging(rt, f);
 	if (write)
 		mark_dirty(rt, pte);
 	activate(rt, pte);
-	stats_fault(rt, UPG_FAULT_SOFT, t0);
 	return SERVED;
 }
 
@@ -575,7 +571,7 @@ static unsigned retry_pending(struct upg_handler *h)
 	return served;
 }
 
-static unsigned reap(struct upg_handler *h, bool *woken)
+static unsigned reap(struct upg_handler *h)
 {
 	struct upg_completion c[32];
 	unsigned n = upg_ring_reap(&h->ring, c, ARRAY_SIZE(c));
@@ -591,14 +587,12 @@ static unsigned reap(struct upg_handler *h, bool *woken)
 
 			if (read(h->wake_fd, &v, sizeof(v)) < 0)
 				v = 0;
-			*woken = true;
 			if (!(c[i].flags & IORING_CQE_F_MORE))
 				upg_ring_poll(&h->ring, h->wake_fd, TAG_WAKE);
 			break;
 		}
 		case TAG_READ:
 			read_done(h, TAG_INDEX(c[i].tag), c[i].res);
-			*woken = true;
 			break;
 		}
 	}
@@ -639,15 +633,19 @@ void *handler_main(void *arg)
 	upg_ring_submit(&h->ring);
 
 	while (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
-		bool woken = false;
 		unsigned work;
 
 		pthread_rwlock_rdlock(&rt->fork_lock);
 		work = drain_uffd(h);
-		work += reap(h, &woken);
+		work += reap(h);
 		if (h->ninstall_retry)
 			work += retry_installs(h);
-		if (h->npending && (woken || work))
+		/*
+		 * Deferred faults are retried on every pass: most wait for a
+		 * page lock held for a few microseconds, and a fault must not
+		 * sit out a whole sleep for it.
+		 */
+		if (h->npending)
 			work += retry_pending(h);
 		upg_ring_submit(&h->ring);
 		pthread_rwlock_unlock(&rt->fork_lock);

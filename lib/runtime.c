@@ -32,10 +32,10 @@ void runtime_wake_handlers(struct upg_runtime *rt)
 {
 	uint64_t one = 1;
 
+	/* EAGAIN (counter saturated) means a wake-up is pending anyway */
 	for (unsigned i = 0; i < rt->nhandlers; i++)
-		if (rt->handlers[i].wake_fd >= 0 &&
-		    write(rt->handlers[i].wake_fd, &one, sizeof(one)) < 0)
-			(void)0; /* counter saturated: a wake-up is pending anyway */
+		if (rt->handlers[i].wake_fd >= 0)
+			(void)!write(rt->handlers[i].wake_fd, &one, sizeof(one));
 }
 
 void runtime_wake_reclaim(struct upg_runtime *rt)
