@@ -67,6 +67,8 @@ void upg_heap_destroy(struct upg_heap *h)
 {
 	unsigned c;
 
+	if (UPG_DEBUG)
+		upg_check(upg_heap_is_valid(h));
 	while (h->tcaches)
 		upg_tcache_destroy(h->tcaches);
 	upg_pages_destroy(h);
@@ -93,6 +95,7 @@ static void *large_alloc(struct upg_heap *h, size_t size, size_t align,
 	pthread_mutex_lock(&h->lock);
 	s = upg_pages_alloc(h, units, align / UPG_UNIT);
 	if (s) {
+		upg_assert(s->units == units && s->base % align == 0);
 		atomic_store_explicit(&s->kind, UPG_SPAN_LARGE,
 				      memory_order_release);
 		upg_pages_set_map(s);

@@ -477,6 +477,8 @@ void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 	struct upg_span *p = free_before(s), *n = free_after(s);
 	uintptr_t dlo = s->base, dhi = span_end(s);
 
+	upg_assert(s->kind == UPG_SPAN_LARGE || s->kind == UPG_SPAN_SLAB);
+
 	/* all of it is dirty, so "zero outside the hull" holds trivially */
 	s->flags = (s->flags & (UPG_SPAN_RFIRST | UPG_SPAN_RLAST)) |
 		   UPG_SPAN_ZERO;

@@ -236,6 +236,11 @@ static int heap_start(struct upg_runtime *rt)
 			upg_log("cannot start the pager (%s): the heap runs unpaged",
 				strerrordesc_np(-ret) ? strerrordesc_np(-ret) : "?");
 			rt = NULL;
+		} else if (!upg_runtime_is_paged(rt) && !o.verbose) {
+			/* the runtime says it only when verbose; a program run
+			 * under the shim must hear it once in any case */
+			upg_log("running unpaged: %s",
+				upg_runtime_unpaged_reason(rt));
 		}
 	}
 	if (rt) {

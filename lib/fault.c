@@ -89,7 +89,7 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	}
 	if (ret && ret != -EEXIST)
 		upg_log("zero-fill at %#lx failed: %s", (unsigned long)pa,
-			strerror(-ret));
+			upg_strerror(-ret));
 	pte->frame = f;
 	pte->slot = UPG_NO_SLOT;
 	pte->flags &= PTE_PINNED;
@@ -137,7 +137,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		}
 		if (ret && ret != -EEXIST) {
 			upg_log("soft fault at %#lx: copy failed: %s",
-				(unsigned long)pa, strerror(-ret));
+				(unsigned long)pa, upg_strerror(-ret));
 			return SERVED;
 		}
 	}
@@ -381,7 +381,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		STAT_INC(rt, poisoned);
 		upg_log("swap read of page %#lx (slot %u) failed: %s; the page is "
 			"lost, accesses raise SIGBUS", (unsigned long)pa, rd->slot,
-			res < 0 ? strerror(-res) : "short read");
+			res < 0 ? upg_strerror(-res) : "short read");
 		frame_free(rt, pte->frame);
 		pte_set_state(rt, pte, PS_SWAPPED);
 		if (upg_uffd_poison(&rt->uffd, pa, rt->page_size))
@@ -404,7 +404,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		}
 		if (ret && ret != -EEXIST)
 			upg_log("install of %#lx failed: %s", (unsigned long)pa,
-				strerror(-ret));
+				upg_strerror(-ret));
 		pte->flags &= PTE_PINNED;
 		if (rd->write_fault)
 			mark_dirty(rt, pte);

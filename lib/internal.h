@@ -70,6 +70,13 @@ _Noreturn void upg_assert_fail(const char *expr, const char *file, int line,
 
 uint64_t upg_now_ns(void);
 
+/*
+ * strerror() without translation: strerror may call into gettext, which
+ * reads (and may allocate) memory in the program's heap -- paged memory
+ * under the shim, which a pager thread must never touch.
+ */
+const char *upg_strerror(int err);
+
 /* ------------------------------------------------------------------------ */
 /* arena.c: the pager's own memory, outside every managed region             */
 /* ------------------------------------------------------------------------ */

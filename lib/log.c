@@ -46,6 +46,13 @@ void upg_assert_fail(const char *expr, const char *file, int line,
 	abort();
 }
 
+const char *upg_strerror(int err)
+{
+	const char *s = strerrordesc_np(err);
+
+	return s ? s : "unknown error";
+}
+
 uint64_t upg_now_ns(void)
 {
 	struct timespec ts;

@@ -112,7 +112,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 			    false, false);
 	if (ret) {
 		upg_log("copy-out of %#lx failed: %s; page kept active",
-			(unsigned long)pa, strerror(-ret));
+			(unsigned long)pa, upg_strerror(-ret));
 		UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, false));
 		pte_unlock(pte);
 		frame_move(rt, f, FL_ACTIVE);
@@ -374,7 +374,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 				STAT_INC(rt, io_errors);
 				upg_warn_once("swap write failed: %s; pages stay in "
 					      "memory", c[j].res < 0 ?
-					      strerror(-c[j].res) : "short write");
+					      upg_strerror(-c[j].res) : "short write");
 				*blocked = true;
 			} else {
 				freed += run->n;

@@ -98,7 +98,7 @@ static int open_tmpfile(struct upg_swapfile *sf, const char *dir,
 	case EROFS:
 		snprintf(why, whylen,
 			 "swap directory \"%s\" is not writable (%s); set UPAGER_SWAP_DIR to a writable directory",
-			 dir, strerror(-fd));
+			 dir, upg_strerror(-fd));
 		break;
 	case EOPNOTSUPP:
 	case EISDIR: /* kernels before 3.11 */
@@ -109,7 +109,7 @@ static int open_tmpfile(struct upg_swapfile *sf, const char *dir,
 	default:
 		snprintf(why, whylen,
 			 "cannot create a swap file in \"%s\": %s; set UPAGER_SWAP_DIR to a writable directory",
-			 dir, strerror(-fd));
+			 dir, upg_strerror(-fd));
 		break;
 	}
 	return fd;
@@ -128,14 +128,14 @@ static int open_path(struct upg_swapfile *sf, const char *path,
 	if (fd < 0) {
 		snprintf(why, whylen,
 			 "cannot open swap \"%s\": %s; set UPAGER_SWAP to an existing file or block device",
-			 path, strerror(-fd));
+			 path, upg_strerror(-fd));
 		return fd;
 	}
 	sf->fd = fd;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		snprintf(why, whylen, "cannot stat swap \"%s\": %s", path,
-			 strerror(-ret));
+			 upg_strerror(-ret));
 		goto out_close;
 	}
 
@@ -144,7 +144,7 @@ static int open_path(struct upg_swapfile *sf, const char *path,
 			ret = -errno;
 			snprintf(why, whylen,
 				 "cannot read the size of swap device \"%s\": %s",
-				 path, strerror(-ret));
+				 path, upg_strerror(-ret));
 			goto out_close;
 		}
 		/* A device cannot grow: its size is its limit. */

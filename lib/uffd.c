@@ -58,7 +58,7 @@ static int open_raw(char *why, size_t whylen)
 			 "this kernel has no userfaultfd (CONFIG_USERFAULTFD), or a "
 			 "seccomp filter blocks it");
 	else
-		snprintf(why, whylen, "userfaultfd() failed: %s", strerror(err));
+		snprintf(why, whylen, "userfaultfd() failed: %s", upg_strerror(err));
 	return -err;
 }
 
@@ -79,7 +79,7 @@ int upg_uffd_open(struct upg_uffd *u, uint64_t wanted, char *why,
 	api.api = UFFD_API;
 	ret = uffd_ioctl(fd, UFFDIO_API, &api);
 	if (ret) {
-		snprintf(why, whylen, "UFFDIO_API failed: %s", strerror(-ret));
+		snprintf(why, whylen, "UFFDIO_API failed: %s", upg_strerror(-ret));
 		close(fd);
 		return ret;
 	}
@@ -97,7 +97,7 @@ int upg_uffd_open(struct upg_uffd *u, uint64_t wanted, char *why,
 	ret = uffd_ioctl(fd, UFFDIO_API, &api);
 	if (ret) {
 		snprintf(why, whylen, "UFFDIO_API (features) failed: %s",
-			 strerror(-ret));
+			 upg_strerror(-ret));
 		close(fd);
 		return ret;
 	}
