@@ -119,16 +119,21 @@ static unsigned long long pages_written(const char *stats)
 
 /*
  * Run @cmd plainly and under upager with @budget; same stdout and exit
- * status, and the paged run must really have paged.
+ * status, and the paged run must really have paged.  A paged run that
+ * hangs is killed after @limit seconds (a failure, not a stuck suite).
  */
-static void compare(const char *env, const char *budget, const char *cmd)
+static void compare(const char *env, const char *budget, int limit,
+		    const char *cmd)
 {
 	char stats[300];
 	int plain, paged;
 
 	plain = sh("cd '%s' && %s %s > plain.out 2> plain.err", dir, env, cmd);
-	paged = sh("cd '%s' && %s '%s' run --budget %s --stats='%s/stats' -- %s"
-		   " > paged.out 2> paged.err", dir, env, upager, budget, dir, cmd);
+	paged = sh("cd '%s' && %s timeout -k 10 %d '%s' run --budget %s"
+		   " --stats='%s/stats' -- %s > paged.out 2> paged.err", dir, env,
+		   limit, upager, budget, dir, cmd);
+	cr_assert_neq(paged, 124, "%s: still running after %d s under upager",
+		      cmd, limit);
 	if (paged != plain)
 		sh("cat '%s/paged.err' >&2", dir);
 	cr_assert_eq(paged, plain, "exit status %d under upager, %d without", paged,
@@ -150,7 +155,7 @@ Test(programs, python_dicts_and_lists)
 		cr_skip_test("python3 not installed");
 	/* PYTHONMALLOC=malloc: Python's small-object arenas come from mmap,
 	 * not malloc; this way every object is on upager's heap */
-	compare("PYTHONMALLOC=malloc", "128M",
+	compare("PYTHONMALLOC=malloc", "128M", 300,
 		"python3 " UPG_TEST_SRCDIR "/tests/progs/bigdict.py 300000");
 }
 
@@ -171,32 +176,32 @@ Test(programs, gnu_sort_big_file)
 			" int(rand() * 4294967295), substr(\"abcdefghijklmnopqrstuvwxyz"
 			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz\","
 			" 1 + i %% 40, 30 + i %% 23) }' > big.txt", dir), 0);
-	compare("LC_ALL=C", "128M", "sort -S 1G --parallel=2 big.txt");
+	compare("LC_ALL=C", "128M", 300, "sort -S 1G --parallel=2 big.txt");
 }
 
 Test(programs, threads)
 {
 	need_userfaultfd();
-	compare("", "64M", UPG_TEST_BUILDDIR "/tests/progs/mtheap work 4 160");
+	compare("", "64M", 300, UPG_TEST_BUILDDIR "/tests/progs/mtheap work 4 160");
 }
 
 Test(programs, fork_without_exec)
 {
 	need_userfaultfd();
-	compare("", "32M", UPG_TEST_BUILDDIR "/tests/progs/mtheap fork 128");
+	compare("", "32M", 120, UPG_TEST_BUILDDIR "/tests/progs/mtheap fork 128");
 }
 
 Test(programs, exit_with_threads_running)
 {
 	need_userfaultfd();
-	compare("", "32M", UPG_TEST_BUILDDIR "/tests/progs/mtheap exit 3 96");
+	compare("", "32M", 300, UPG_TEST_BUILDDIR "/tests/progs/mtheap exit 3 96");
 }
 
 Test(programs, exec_and_shell_pipeline)
 {
 	need_userfaultfd();
 	/* the shell, its children and what they exec are all preloaded */
-	compare("", "32M",
+	compare("", "32M", 300,
 		"sh -c '" UPG_TEST_BUILDDIR "/tests/progs/mtheap work 2 96 | sort | cat'");
 }
 
