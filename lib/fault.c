@@ -358,6 +358,8 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 	uintptr_t pa = region_page_addr(r, rd->page, rt->page_size);
 	int ret;
 
+	if (UPG_DEBUG && rt->inject_read_errors)
+		res = -EIO; /* debug builds: exercise the error path */
 	if (res != (int)rt->page_size && !(pte->flags & PTE_DISCARD)) {
 		STAT_INC(rt, io_retries);
 		if (++rd->tries < READ_RETRIES) {

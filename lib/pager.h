@@ -300,6 +300,11 @@ struct upg_runtime {
 	char *zero_page;
 
 	struct upg_counters c;
+	/*
+	 * Debug builds only: UPAGER_DEBUG_READ_EIO=1 makes every swap read
+	 * fail, so tests can reach the retry and poison paths.
+	 */
+	bool inject_read_errors;
 	/* pages per state, EMPTY excluded (never counted: tables start zeroed) */
 	atomic_long nr_state[PTE_STATES];
 };

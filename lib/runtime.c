@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -168,6 +169,11 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	if (!rt)
 		return -ENOMEM;
 	rt->opts = *opts;
+	if (UPG_DEBUG) {
+		const char *e = getenv("UPAGER_DEBUG_READ_EIO");
+
+		rt->inject_read_errors = e && *e == '1';
+	}
 	rt->page_size = opts->page_size;
 	rt->page_shift = (unsigned)__builtin_ctzl(opts->page_size);
 	rt->uffd.fd = rt->staging_uffd.fd = -1;

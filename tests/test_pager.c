@@ -6,12 +6,14 @@
  * Every byte paged out and read back is checked against its pattern.
  */
 #define _GNU_SOURCE
+#include "config.h" /* UPG_DEBUG_BUILD: error injection is compiled in */
 #include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -482,3 +484,88 @@ static void fork_child_reads(enum upg_evict_mode mode)
 
 Test(events, fork_child_reads_move) { fork_child_reads(UPG_EVICT_MOVE); }
 Test(events, fork_child_reads_copy) { fork_child_reads(UPG_EVICT_COPY); }
+
+/*
+ * A swap read that keeps failing: the faulting thread gets SIGBUS (and a
+ * message), it does not hang.  Errors are injected by debug builds only.
+ */
+Test(failure, unreadable_swap_raises_sigbus)
+{
+	struct upg_runtime *rt;
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+	pid_t pid;
+	int status;
+
+#ifndef UPG_DEBUG_BUILD
+	cr_skip_test("error injection needs a debug build (--enable-debug)");
+#endif
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setenv("UPAGER_DEBUG_READ_EIO", "1", 1);
+		rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+		if (upg_region_reserve(rt, npages * PS, (void **)&p))
+			_exit(3);
+		write_all(p, npages, 1);
+		if (!stats_of(rt).has_poison)
+			_exit(4);
+		/* page 0 is long swapped out: this read must raise SIGBUS */
+		status = p[0];
+		_exit(5);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 4)
+		cr_skip_test("this kernel has no UFFDIO_POISON (Linux 6.6+)");
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		  "child status %#x, expected death by SIGBUS", status);
+}
+
+/* No permission for userfaultfd: the runtime says why and runs unpaged. */
+Test(failure, no_permission_runs_unpaged)
+{
+	FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+	int unpriv = 1, status;
+	pid_t pid;
+
+	if (f) {
+		if (fscanf(f, "%d", &unpriv) != 1)
+			unpriv = 1;
+		fclose(f);
+	}
+	if (getuid() != 0 || unpriv != 0)
+		cr_skip_test("needs root and vm.unprivileged_userfaultfd=0 to drop "
+			     "the permission");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct upg_options o;
+		struct upg_runtime *rt;
+		uint8_t *p;
+
+		/* nobody may neither call userfaultfd nor open /dev/userfaultfd */
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		upg_options_init(&o);
+		o.budget = 4 * MiB;
+		if (upg_runtime_create(&o, &rt))
+			_exit(3);
+		if (upg_runtime_is_paged(rt))
+			_exit(4);
+		if (!strstr(upg_runtime_unpaged_reason(rt), "userfaultfd"))
+			_exit(5);
+		if (upg_region_reserve(rt, 16 * MiB, (void **)&p))
+			_exit(6);
+		write_all(p, 16 * MiB / PS, 3);
+		for (size_t i = 0; i < 16 * MiB / PS; i++)
+			if (check_page(p + i * PS, i, PS, 3) != SIZE_MAX)
+				_exit(7);
+		if (upg_region_release(rt, p))
+			_exit(8);
+		upg_runtime_destroy(rt);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "unpaged child failed with status %#x", status);
+}
