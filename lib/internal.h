@@ -133,12 +133,15 @@ int upg_slots_init(struct upg_slots *s, uint32_t capacity, uint32_t limit);
 void upg_slots_destroy(struct upg_slots *s);
 /*
  * Allocate a run of up to @want consecutive slots (0 is taken as 1): the
- * first full run from the next-fit cursor, else the longest shorter one.
+ * first full run from the next-fit cursor, else the longest shorter one
+ * among the first UPG_SLOTS_MAX_RUNS free runs.
  * Returns the first slot and stores the run length (>= 1) in *@got, or
  * returns UPG_NO_SLOT and stores 0 when every slot up to capacity is used
  * (the caller may then grow the store and call upg_slots_grow()).
  */
 uint32_t upg_slots_alloc(struct upg_slots *s, uint32_t want, uint32_t *got);
+/* Free runs upg_slots_alloc looks at before it settles for the longest. */
+#define UPG_SLOTS_MAX_RUNS 64
 /* Free one slot.  Freeing a free slot is a bug: checked, aborts. */
 void upg_slots_free(struct upg_slots *s, uint32_t slot);
 /*

@@ -119,6 +119,7 @@ uint32_t upg_slots_alloc(struct upg_slots *s, uint32_t want, uint32_t *got)
 {
 	uint32_t best = UPG_NO_SLOT, best_len = 0;
 	uint32_t pos, stop, start, end;
+	unsigned runs = 0;
 	bool wrapped = false;
 
 	upg_assert(s->used <= s->capacity);
@@ -157,6 +158,13 @@ uint32_t upg_slots_alloc(struct upg_slots *s, uint32_t want, uint32_t *got)
 			if (best_len == want)
 				break;
 		}
+		/*
+		 * A fragmented store may have no full run anywhere: looking
+		 * at every free run would make each allocation scan the whole
+		 * bitmap.  After UPG_SLOTS_MAX_RUNS candidates, take the best.
+		 */
+		if (++runs >= UPG_SLOTS_MAX_RUNS)
+			break;
 		if (end >= stop)
 			pos = stop;
 		else
