@@ -206,6 +206,8 @@ struct upg_stats {
 	uint64_t swap_slots_used;
 	uint64_t swap_slots_total;
 	uint64_t events_fork, events_remap, events_remove, events_unmap;
+	uint64_t prefetch_issued;    /* pages read ahead of a fault */
+	uint64_t prefetch_hits;      /* of which touched (soft fault) */
 	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 	/* what the running kernel offered, and what is used */
 	bool paged;

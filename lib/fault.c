@@ -142,6 +142,11 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		}
 	}
 	stats_fault(rt, UPG_FAULT_SOFT, t0);
+	if (pte->flags & PTE_PREFETCHED) {
+		pte->flags &= (uint8_t)~PTE_PREFETCHED;
+		STAT_INC(rt, prefetch_hits);
+		h->stride.hits++;
+	}
 	/* a copied-from staging slot is garbage, unless a write still reads it */
 	if (rt->frames[f].staged && !(pte->flags & PTE_IO))
 		frame_zap_staging(rt, f);
@@ -210,6 +215,45 @@ static enum served fault_major(struct upg_handler *h, struct upg_region *r,
 	return SERVED;
 }
 
+/*
+ * After a major fault at @page of @r: if the recent faults walk with a
+ * stride, read the next pages on that line (see prefetch.c).  Only free
+ * budget is used: a guess never evicts anything.  regions_lock is held.
+ */
+static void prefetch_after(struct upg_handler *h, struct upg_region *r,
+			   size_t page)
+{
+	struct upg_runtime *rt = h->rt;
+	int64_t stride = stride_observe(&h->stride, (uint64_t)r->id << 40 | page);
+
+	stride_feedback(&h->stride);
+	if (!stride)
+		return;
+	for (unsigned k = 1; k <= h->stride.window; k++) {
+		int64_t t = (int64_t)page + stride * (int64_t)k;
+		struct upg_pte *pte;
+		enum served s = SERVED;
+
+		if (t < 0 || (uint64_t)t >= r->npages ||
+		    frames_free_count(rt) <= rt->low_free / 2)
+			break;
+		pte = &r->ptes[t];
+		if (pte->state != PS_SWAPPED || !pte_trylock(pte))
+			continue;
+		if (pte->state == PS_SWAPPED && !(pte->flags & PTE_ZAPPING)) {
+			s = fault_major(h, r, (size_t)t, pte, 0, 0, true);
+			if (s == SERVED) {
+				pte->flags |= PTE_PREFETCHED;
+				STAT_INC(rt, prefetch_issued);
+				h->stride.issued++;
+			}
+		}
+		pte_unlock(pte);
+		if (s != SERVED)
+			break; /* out of buffers or frames */
+	}
+}
+
 static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
 {
 	bool found = false;
@@ -262,6 +306,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	struct upg_region *r;
 	struct upg_pte *pte;
 	enum served ret = SERVED;
+	bool major = false;
 	uintptr_t pa;
 	size_t page;
 
@@ -319,8 +364,11 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 		break;
 	case PS_SWAPPED:
 		ret = fault_major(h, r, page, pte, flags, t0, false);
+		major = ret == SERVED;
 		break;
 	case PS_READING:
+		/* a prefetch completion must map it, not stage it */
+		pte->flags |= PTE_WAITED;
 		STAT_INC(rt, faults_duplicate);
 		break;
 	case PS_ACTIVE:
@@ -341,6 +389,8 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	}
 out:
 	pte_unlock(pte);
+	if (major)
+		prefetch_after(h, r, page);
 	region_put(rt);
 	return ret;
 }
@@ -377,6 +427,12 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		pte->flags = 0;
 		pte->slot = UPG_NO_SLOT;
 		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+	} else if (res != (int)rt->page_size && rd->prefetch &&
+		   !(pte->flags & PTE_WAITED)) {
+		/* a guess that failed: a real fault will retry and report */
+		frame_free(rt, pte->frame);
+		pte_set_state(rt, pte, PS_SWAPPED);
+		pte->flags &= PTE_PINNED;
 	} else if (res != (int)rt->page_size) {
 		/* the data is unreadable: fail the faulting thread, never hang */
 		STAT_INC(rt, io_errors);
@@ -386,10 +442,37 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			res < 0 ? upg_strerror(-res) : "short read");
 		frame_free(rt, pte->frame);
 		pte_set_state(rt, pte, PS_SWAPPED);
+		pte->flags &= PTE_PINNED;
 		if (upg_uffd_poison(&rt->uffd, pa, rt->page_size))
 			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+	} else if (rd->prefetch && !(pte->flags & (PTE_WAITED | PTE_PINNED))) {
+		/* nobody asked yet: park it in staging, a touch is a soft fault */
+		uint32_t f = pte->frame;
+
+		ret = upg_uffd_copy(&rt->staging_uffd,
+				    (uintptr_t)frame_staging(rt, f),
+				    buffer_addr(h, b), rt->page_size, false, false);
+		if (ret) {
+			upg_log("prefetch of %#lx could not be staged: %s",
+				(unsigned long)pa, upg_strerror(-ret));
+			frame_free(rt, f);
+			pte_set_state(rt, pte, PS_SWAPPED);
+			pte->flags &= PTE_PINNED;
+		} else {
+			rt->frames[f].staged = 1;
+			pte->flags &= PTE_PINNED | PTE_PREFETCHED;
+			pte_set_state(rt, pte, PS_INACTIVE);
+			frame_move(rt, f, FL_INACTIVE);
+		}
+		STAT_INC(rt, pages_read);
 	} else {
 		bool wp = !rd->write_fault && rt->uffd.has_wp;
+
+		if (rd->prefetch && (pte->flags & PTE_PREFETCHED)) {
+			/* a thread faulted on it while it was read ahead */
+			STAT_INC(rt, prefetch_hits);
+			h->stride.hits++;
+		}
 
 		if (!rd->prefetch)
 			STAT_INC(rt, faults[UPG_FAULT_MAJOR]);

@@ -48,6 +48,8 @@ enum upg_page_state {
 #define PTE_DISCARD 0x04 /* discarded while I/O was in flight: drop on completion */
 #define PTE_IO 0x08      /* a write of this page's staging slot is in flight */
 #define PTE_ZAPPING 0x10 /* copied out, being unmapped by the pager itself */
+#define PTE_PREFETCHED 0x20 /* read ahead, not touched since */
+#define PTE_WAITED 0x40  /* READING: a thread faulted on it and waits */
 
 #define UPG_NO_FRAME UINT32_MAX
 
@@ -176,6 +178,24 @@ struct upg_read {
 	bool install_retry; /* read done, UFFDIO_COPY got EAGAIN: retry */
 };
 
+/* prefetch.c: stride detection over a handler's recent major faults */
+#define PREFETCH_MIN_WINDOW 2
+#define PREFETCH_MAX_WINDOW 32
+
+struct upg_stride {
+	uint64_t hist[8];   /* region id << 40 | page of recent major faults */
+	unsigned n;         /* entries in hist */
+	unsigned window;    /* pages to prefetch ahead */
+	unsigned issued;    /* prefetches since the window was last judged */
+	unsigned hits;      /* of which touched */
+};
+
+void stride_init(struct upg_stride *s);
+/* Record a major fault at @key; returns the detected stride, or 0. */
+int64_t stride_observe(struct upg_stride *s, uint64_t key);
+/* Grow or shrink the window from its hit rate. */
+void stride_feedback(struct upg_stride *s);
+
 struct upg_handler {
 	struct upg_runtime *rt;
 	pthread_t thread;
@@ -190,6 +210,7 @@ struct upg_handler {
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
 	bool starved;                /* counted in rt->frame_waiters */
+	struct upg_stride stride;
 	unsigned ninstall_retry;     /* reads with install_retry set */
 };
 
@@ -210,6 +231,7 @@ struct upg_counters {
 	atomic_uint_least64_t events_fork, events_remap, events_remove,
 		events_unmap;
 	atomic_uint_least64_t peak_resident;
+	atomic_uint_least64_t prefetch_issued, prefetch_hits;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 };
 

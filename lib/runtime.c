@@ -62,6 +62,7 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 
 	h->rt = rt;
 	h->index = index;
+	stride_init(&h->stride);
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;
