@@ -62,11 +62,46 @@ static void activate(struct upg_runtime *rt, struct upg_pte *pte)
 		   (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
 }
 
+/*
+ * Zero-fill around a sequential writer: when this handler's recent
+ * zero-fill write faults walk page by page (a program filling a new
+ * buffer), the EMPTY pages just ahead are filled with the same ioctl, one
+ * round trip for a whole run instead of one per page.  The run's page
+ * locks are taken with trylock, in address order, so that a busy page ends
+ * the run and a handler never waits for a lock while it holds one.
+ * Returns how many pages after @page were locked and framed (0..max).
+ */
+static unsigned zero_run_ahead(struct upg_handler *h, struct upg_region *r,
+			       size_t page, uint32_t *frames, unsigned max)
+{
+	struct upg_runtime *rt = h->rt;
+	unsigned n = 0;
+
+	if (stride_observe(&h->zero_stride, (uint64_t)r->id << 40 | page) != 1)
+		return 0;
+	while (n < max && page + 1 + n < r->npages &&
+	       frames_free_count(rt) > rt->low_free) {
+		struct upg_pte *next = &r->ptes[page + 1 + n];
+
+		if (next->state != PS_EMPTY || !pte_trylock(next))
+			break;
+		if (next->state != PS_EMPTY ||
+		    (frames[n] = frame_alloc(rt, r, page + 1 + n)) == UPG_NO_FRAME) {
+			pte_unlock(next);
+			break;
+		}
+		n++;
+	}
+	return n;
+}
+
 static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 			      size_t page, struct upg_pte *pte, uintptr_t pa,
 			      uint64_t flags, uint64_t t0)
 {
 	struct upg_runtime *rt = h->rt;
+	uint32_t frames[ZERO_RUN_MAX];
+	unsigned ahead = 0;
 	uint32_t f = frame_alloc(rt, r, page);
 	int ret;
 
@@ -77,24 +112,43 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	 * a write gets its own zeroed page at once, saving a second fault.
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_ZERO]);
-	if (is_write(flags))
-		ret = upg_uffd_copy(&rt->uffd, pa, rt->zero_page, rt->page_size,
-				    false, true);
-	else
+	if (is_write(flags)) {
+		ahead = zero_run_ahead(h, r, page, frames, rt->zero_run - 1);
+		ret = upg_uffd_copy(&rt->uffd, pa, rt->zero_page,
+				    (ahead + 1) * rt->page_size, false, true);
+	} else {
 		ret = upg_uffd_zeropage(&rt->uffd, pa, rt->page_size, true);
+	}
 	if (ret == -EAGAIN) {
 		STAT_DEC(rt, faults[UPG_FAULT_ZERO]);
 		frame_free(rt, f);
+		for (unsigned i = 0; i < ahead; i++) {
+			frame_free(rt, frames[i]);
+			pte_unlock(&r->ptes[page + 1 + i]);
+		}
 		return DEFER_LOCK; /* an event is queued: read it first */
 	}
+	/*
+	 * EEXIST: something was mapped in the run already (a stale fault).
+	 * Pages past it stay unmapped but are counted ACTIVE; touching one
+	 * is a missing fault on an ACTIVE page, which maps zero -- its
+	 * content -- so nothing is lost.
+	 */
 	if (ret && ret != -EEXIST)
 		upg_log("zero-fill at %#lx failed: %s", (unsigned long)pa,
 			upg_strerror(-ret));
-	pte->frame = f;
-	pte->slot = UPG_NO_SLOT;
-	pte->flags &= PTE_PINNED;
-	pte->flags |= PTE_DIRTY;
-	activate(rt, pte);
+	for (unsigned i = 0; i <= ahead; i++) {
+		struct upg_pte *p = &r->ptes[page + i];
+
+		p->frame = i ? frames[i - 1] : f;
+		p->slot = UPG_NO_SLOT;
+		p->flags &= PTE_PINNED;
+		p->flags |= PTE_DIRTY;
+		activate(rt, p);
+		if (i)
+			pte_unlock(p);
+	}
+	STAT_ADD(rt, zero_filled_ahead, ahead);
 	stats_fault(rt, UPG_FAULT_ZERO, t0);
 	return SERVED;
 }

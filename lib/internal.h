@@ -11,8 +11,9 @@
  *   4. swap->lock              (slot allocator)
  *   5. stats are atomics, no lock
  *
- * Two page locks are never held at once, except by fork preparation, which
- * holds every lock of the runtime while no pager work runs.
+ * Two page locks are never held at once, except by a handler zero-filling a
+ * run of pages (fault.c), which takes them in address order with trylock
+ * and never waits for one.
  */
 #ifndef UPG_INTERNAL_H
 #define UPG_INTERNAL_H

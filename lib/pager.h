@@ -155,6 +155,8 @@ struct upg_list {
 /* ------------------------------------------------------------------------ */
 
 #define IO_BUFS_PER_HANDLER 64
+/* Most pages one zero-fill fault fills (and 256 KiB at most). */
+#define ZERO_RUN_MAX 64
 #define PENDING_MAX 4096
 
 /* A fault that could not be served yet (no frame, no buffer, page busy). */
@@ -210,7 +212,8 @@ struct upg_handler {
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
 	bool starved;                /* counted in rt->frame_waiters */
-	struct upg_stride stride;
+	struct upg_stride stride;    /* of major faults: prefetch */
+	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
 	unsigned ninstall_retry;     /* reads with install_retry set */
 };
 
@@ -232,6 +235,7 @@ struct upg_counters {
 		events_unmap;
 	atomic_uint_least64_t peak_resident;
 	atomic_uint_least64_t prefetch_issued, prefetch_hits;
+	atomic_uint_least64_t zero_filled_ahead;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 };
 
@@ -318,8 +322,9 @@ struct upg_runtime {
 					  guarded by lru_lock */
 	uint64_t reclaim_generation;   /* passes completed; guarded by reclaim_lock */
 	struct upg_ring reclaim_ring;
-	/* zero page source for UFFDIO_COPY of zeroes */
+	/* zeroes for UFFDIO_COPY: zero_run pager pages (zero-fill around) */
 	char *zero_page;
+	unsigned zero_run;
 
 	struct upg_counters c;
 	/*

@@ -63,6 +63,7 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 	h->rt = rt;
 	h->index = index;
 	stride_init(&h->stride);
+	stride_init(&h->zero_stride);
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;
@@ -219,7 +220,12 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 				rt->staging_bytes, rt->staging_uffd.has_wp);
 	if (ret)
 		goto fail;
-	rt->zero_page = upg_os_alloc(rt->page_size);
+	rt->zero_run = (unsigned)((256UL << 10) / rt->page_size);
+	if (rt->zero_run < 1)
+		rt->zero_run = 1;
+	if (rt->zero_run > ZERO_RUN_MAX)
+		rt->zero_run = ZERO_RUN_MAX;
+	rt->zero_page = upg_os_alloc(rt->zero_run * rt->page_size);
 	if (!rt->zero_page) {
 		ret = -ENOMEM;
 		goto fail;
@@ -271,7 +277,7 @@ UPG_API void upg_runtime_destroy(struct upg_runtime *rt)
 	if (rt->swapfile.fd >= 0)
 		upg_swapfile_close(&rt->swapfile);
 	frames_destroy(rt);
-	upg_os_free(rt->zero_page, rt->page_size);
+	upg_os_free(rt->zero_page, rt->zero_run * rt->page_size);
 	upg_uffd_close(&rt->staging_uffd);
 	upg_uffd_close(&rt->uffd);
 	upg_os_free(rt, sizeof(*rt));
