@@ -207,8 +207,11 @@ struct upg_stats {
 	uint64_t swap_slots_total;
 	uint64_t events_fork, events_remap, events_remove, events_unmap;
 	uint64_t prefetch_issued;    /* pages read ahead of a fault */
-	uint64_t prefetch_hits;      /* of which touched (soft fault) */
+	uint64_t prefetch_hits;      /* of which used: touched while staged (a
+					soft fault), or mapped and stepped over by
+					the stream that asked for them */
 	uint64_t zero_filled_ahead;  /* pages zero-filled ahead of a sequential writer */
+	uint64_t zero_drops;         /* evicted all-zero pages: EMPTY, never written */
 	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 	/* what the running kernel offered, and what is used */
 	bool paged;

@@ -248,6 +248,7 @@ static enum served fault_major(struct upg_handler *h, struct upg_region *r,
 	b = take_buffer(h);
 	if (b == UINT32_MAX)
 		return DEFER_BUF;
+	h->last_buffer = b;
 	f = frame_alloc(rt, r, page);
 	if (f == UPG_NO_FRAME) {
 		put_buffer(h, b);
@@ -278,11 +279,20 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 			   size_t page)
 {
 	struct upg_runtime *rt = h->rt;
-	int64_t stride = stride_observe(&h->stride, (uint64_t)r->id << 40 | page);
+	uint64_t key = (uint64_t)r->id << 40 | page;
+	unsigned mapped = h->stride.mapped;
+	bool continued = h->stride.stride && key == h->stride.expect;
+	int64_t stride = stride_next(&h->stride, key);
+	bool map;
+
+	if (continued)
+		STAT_ADD(rt, prefetch_hits, mapped);
 
 	stride_feedback(&h->stride);
 	if (!stride)
 		return;
+	map = h->stride.window >= PREFETCH_MAP_WINDOW;
+	h->stride.expect = key + (uint64_t)(stride * (int64_t)(h->stride.window + 1));
 	for (unsigned k = 1; k <= h->stride.window; k++) {
 		int64_t t = (int64_t)page + stride * (int64_t)k;
 		struct upg_pte *pte;
@@ -300,6 +310,10 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 				pte->flags |= PTE_PREFETCHED;
 				STAT_INC(rt, prefetch_issued);
 				h->stride.issued++;
+				if (map) {
+					h->reads[h->last_buffer].map = true;
+					h->stride.mapped++;
+				}
 			}
 		}
 		pte_unlock(pte);
@@ -499,7 +513,8 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		pte->flags &= PTE_PINNED;
 		if (upg_uffd_poison(&rt->uffd, pa, rt->page_size))
 			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
-	} else if (rd->prefetch && !(pte->flags & (PTE_WAITED | PTE_PINNED))) {
+	} else if (rd->prefetch && !rd->map &&
+		   !(pte->flags & (PTE_WAITED | PTE_PINNED))) {
 		/* nobody asked yet: park it in staging, a touch is a soft fault */
 		uint32_t f = pte->frame;
 
@@ -522,10 +537,11 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 	} else {
 		bool wp = !rd->write_fault && rt->uffd.has_wp;
 
-		if (rd->prefetch && (pte->flags & PTE_PREFETCHED)) {
+		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
 			/* a thread faulted on it while it was read ahead */
 			STAT_INC(rt, prefetch_hits);
-			h->stride.hits++;
+			if (!rd->map)
+				h->stride.hits++; /* mapped ones: stride_next */
 		}
 
 		if (!rd->prefetch)

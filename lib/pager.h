@@ -176,6 +176,7 @@ struct upg_read {
 	uint64_t t0;
 	bool write_fault; /* install writable and dirty */
 	bool prefetch;    /* no faulting thread is waiting */
+	bool map;         /* prefetch of a proven stream: map, don't stage */
 	bool busy;
 	bool install_retry; /* read done, UFFDIO_COPY got EAGAIN: retry */
 };
@@ -183,6 +184,7 @@ struct upg_read {
 /* prefetch.c: stride detection over a handler's recent major faults */
 #define PREFETCH_MIN_WINDOW 2
 #define PREFETCH_MAX_WINDOW 32
+#define PREFETCH_MAP_WINDOW 8  /* from this window on, map prefetched pages */
 
 struct upg_stride {
 	uint64_t hist[8];   /* region id << 40 | page of recent major faults */
@@ -190,11 +192,16 @@ struct upg_stride {
 	unsigned window;    /* pages to prefetch ahead */
 	unsigned issued;    /* prefetches since the window was last judged */
 	unsigned hits;      /* of which touched */
+	int64_t stride;     /* of the current stream, 0 if none */
+	uint64_t expect;    /* key of the fault that would continue it */
+	unsigned mapped;    /* pages of the last window that were mapped */
 };
 
 void stride_init(struct upg_stride *s);
 /* Record a major fault at @key; returns the detected stride, or 0. */
 int64_t stride_observe(struct upg_stride *s, uint64_t key);
+/* The same, but a fault that continues the current stream keeps it. */
+int64_t stride_next(struct upg_stride *s, uint64_t key);
 /* Grow or shrink the window from its hit rate. */
 void stride_feedback(struct upg_stride *s);
 
@@ -209,6 +216,7 @@ struct upg_handler {
 	struct upg_read reads[IO_BUFS_PER_HANDLER];
 	unsigned free_bufs[IO_BUFS_PER_HANDLER];
 	unsigned nfree_bufs;
+	unsigned last_buffer;        /* taken by the latest fault_major() */
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
 	bool starved;                /* counted in rt->frame_waiters */
@@ -235,7 +243,7 @@ struct upg_counters {
 		events_unmap;
 	atomic_uint_least64_t peak_resident;
 	atomic_uint_least64_t prefetch_issued, prefetch_hits;
-	atomic_uint_least64_t zero_filled_ahead;
+	atomic_uint_least64_t zero_filled_ahead, zero_drops;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 };
 

@@ -10,10 +10,15 @@
  * vote rather than "the last two deltas agree" keeps one stray fault (a
  * pointer chase, a stack page) from breaking a detected stream.
  *
- * Prefetched pages are not mapped: they wait in their frame's staging slot
- * as INACTIVE pages, exactly like pages on their way out.  A touch is then a
- * soft fault (a hit, counted); an untouched one reaches the head of the
- * inactive list and is dropped without I/O, its swap copy still valid.
+ * While the window is small -- the stream not yet proven -- prefetched
+ * pages are not mapped: they wait in their frame's staging slot as INACTIVE
+ * pages, exactly like pages on their way out.  A touch is then a soft fault
+ * (a hit, counted); an untouched one reaches the head of the inactive list
+ * and is dropped without I/O, its swap copy still valid.  Once the window
+ * has grown to PREFETCH_MAP_WINDOW the stream has proven itself, and its
+ * pages are mapped at once, write-protected like any clean page: no fault
+ * at all when they are used.  Their hits are then counted when the stream
+ * goes on past the window (the next major fault is the one expected).
  *
  * The window adapts like the kernel's readahead: it doubles while hits keep
  * up with what was issued, and halves when they do not.
@@ -25,6 +30,26 @@ void stride_init(struct upg_stride *s)
 	s->n = 0;
 	s->window = PREFETCH_MIN_WINDOW;
 	s->issued = s->hits = 0;
+	s->stride = 0;
+	s->expect = 0;
+	s->mapped = 0;
+}
+
+int64_t stride_next(struct upg_stride *s, uint64_t key)
+{
+	/*
+	 * The first fault past the last window continues the stream: its
+	 * distance is the window's, not the stride, so it is not voted on;
+	 * and the mapped pages it stepped over were used.
+	 */
+	if (s->stride && key == s->expect) {
+		s->hits += s->mapped;
+		s->mapped = 0;
+		return s->stride;
+	}
+	s->mapped = 0;
+	s->stride = stride_observe(s, key);
+	return s->stride;
 }
 
 int64_t stride_observe(struct upg_stride *s, uint64_t key)

@@ -168,6 +168,28 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 	return true;
 }
 
+/*
+ * Is the staged copy of frame @f all zero?  Staging is the pager's own
+ * memory, and a staged slot is populated, so reading it cannot fault.
+ * Zero pages are never written to swap (a bitmap scan costs far less than
+ * the write and the later read).
+ */
+static bool staged_is_zero(struct upg_runtime *rt, uint32_t f)
+{
+	const uint64_t *w = (const uint64_t *)frame_staging(rt, f);
+	uint64_t acc = 0;
+
+	if (!rt->frames[f].staged)
+		return false;
+	for (size_t i = 0; i < rt->page_size / sizeof(*w); i += 8) {
+		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] |
+		       w[i + 5] | w[i + 6] | w[i + 7];
+		if (acc)
+			return false;
+	}
+	return true;
+}
+
 /* Deactivate up to @n of the oldest active pages.  Returns how many. */
 static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 {
@@ -290,6 +312,21 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			pte_set_state(rt, pte, PS_SWAPPED);
 			pte->flags &= PTE_PINNED;
 			STAT_INC(rt, clean_drops);
+			freed++;
+			pte_unlock(pte);
+			continue;
+		}
+		if (staged_is_zero(rt, f)) {
+			/*
+			 * All zero: a page filled ahead that nobody wrote, or
+			 * zeroed by the program.  EMPTY reads back the same.
+			 */
+			swap_free(rt, pte->slot);
+			frame_free(rt, f);
+			pte_set_state(rt, pte, PS_EMPTY);
+			pte->flags &= PTE_PINNED;
+			pte->slot = UPG_NO_SLOT;
+			STAT_INC(rt, zero_drops);
 			freed++;
 			pte_unlock(pte);
 			continue;

@@ -74,6 +74,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->prefetch_issued = LOAD(rt->c.prefetch_issued);
 	st->prefetch_hits = LOAD(rt->c.prefetch_hits);
 	st->zero_filled_ahead = LOAD(rt->c.zero_filled_ahead);
+	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
 
@@ -158,8 +159,10 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		st->pages_written, a, st->write_requests, st->pages_read, b,
 		st->clean_drops, st->deactivations);
 	fprintf(out, "  prefetch: %" PRIu64 " pages read ahead, %" PRIu64
-		" touched; %" PRIu64 " zero-filled ahead of a writer\n",
-		st->prefetch_issued, st->prefetch_hits, st->zero_filled_ahead);
+		" used; %" PRIu64 " zero-filled ahead of a writer, %" PRIu64
+		" zero pages dropped unwritten\n",
+		st->prefetch_issued, st->prefetch_hits, st->zero_filled_ahead,
+		st->zero_drops);
 	fprintf(out, "  discarded %" PRIu64 ", waited for reclaim %" PRIu64
 		", duplicate faults %" PRIu64 ", swap full %" PRIu64
 		", I/O errors %" PRIu64 "\n",

@@ -579,3 +579,28 @@ Test(failure, no_permission_runs_unpaged)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "unpaged child failed with status %#x", status);
 }
+
+/* Pages the program wrote only zeroes to are never written to swap. */
+Test(evict, zero_pages_are_not_written)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 256;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	/* the second half is overwritten with zeroes */
+	memset(p + npages / 2 * PS, 0, npages / 2 * PS);
+	a = stats_of(rt);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_COLD), 0);
+	b = stats_of(rt);
+	cr_assert_geq(b.zero_drops - a.zero_drops, npages / 2);
+	cr_assert_geq(b.pages_written - a.pages_written, npages / 2);
+	cr_assert_lt(b.pages_written - a.pages_written, npages);
+	check_all(p, npages / 2, 1);
+	for (size_t i = npages / 2 * PS; i < npages * PS; i++)
+		cr_assert_eq(p[i], 0, "byte %zu of a zeroed page is %#x", i, p[i]);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
