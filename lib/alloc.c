@@ -72,6 +72,7 @@ void upg_heap_destroy(struct upg_heap *h)
 	while (h->tcaches)
 		upg_tcache_destroy(h->tcaches);
 	upg_pages_destroy(h);
+	upg_slab_destroy_states(h);
 	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->tc_lock);
 	for (c = 0; c < UPG_NCLASSES; c++)
@@ -264,9 +265,8 @@ void *upg_heap_realloc(struct upg_heap *h, struct upg_tcache *tc, void *p,
 	if (s) {
 		unsigned cls = s->cls;
 
-		if (!(atomic_load_explicit(&s->live[idx / 64],
-					   memory_order_relaxed) &
-		      ((uint64_t)1 << (idx % 64))))
+		if (atomic_load_explicit(&s->state[idx], memory_order_relaxed) !=
+		    UPG_OBJ_LIVE)
 			upg_alloc_bad_pointer("realloc", p,
 					      "the block is not allocated (freed already?)");
 		if (size <= UPG_SMALL_MAX && upg_size_class(size) == cls)
@@ -377,6 +377,33 @@ void upg_heap_stats(struct upg_heap *h, struct upg_alloc_stats *st)
 	pthread_mutex_unlock(&h->tc_lock);
 }
 
+/* One partial list of class @c, shard @sh; adds its length to *@n. */
+static bool partial_is_valid(struct upg_span *s, unsigned c, unsigned sh,
+			     uint64_t *n)
+{
+	const struct upg_class_info *ci = &upg_classes[c];
+	bool ok = true;
+
+	for (; ok && s; s = s->next) {
+		unsigned w, i, avail = 0;
+
+		for (w = 0; w < UPG_SLAB_WORDS; w++)
+			avail += (unsigned)__builtin_popcountll(s->avail[w]);
+		ok = s->state != NULL && s->kind == UPG_SPAN_SLAB &&
+		     s->cls == c && s->owner == sh && s->on_partial &&
+		     avail == s->navail && s->navail > 0 &&
+		     s->navail < ci->nobjs;
+		/* an avail object is not live */
+		for (i = 0; ok && i < ci->nobjs; i++)
+			ok = !(s->avail[i / 64] & ((uint64_t)1 << (i % 64))) ||
+			     atomic_load_explicit(&s->state[i],
+						  memory_order_relaxed) ==
+				     UPG_OBJ_FREE;
+		(*n)++;
+	}
+	return ok;
+}
+
 bool upg_heap_is_valid(struct upg_heap *h)
 {
 	bool ok;
@@ -388,25 +415,12 @@ bool upg_heap_is_valid(struct upg_heap *h)
 	ok = upg_pages_is_valid(h) &&
 	     h->mapped_bytes == h->free_bytes + h->slab_bytes + h->large_bytes;
 	for (c = 0; ok && c < UPG_NCLASSES; c++) {
-		const struct upg_class_info *ci = &upg_classes[c];
-		struct upg_span *s;
 		uint64_t n = 0;
+		unsigned sh;
 
-		for (s = h->central[c].partial; s; s = s->next) {
-			unsigned w, avail = 0;
-
-			for (w = 0; w < UPG_SLAB_WORDS; w++) {
-				uint64_t live = atomic_load_explicit(
-					&s->live[w], memory_order_relaxed);
-
-				avail += (unsigned)__builtin_popcountll(s->avail[w]);
-				ok = ok && !(live & s->avail[w]);
-			}
-			ok = ok && s->kind == UPG_SPAN_SLAB && s->cls == c &&
-			     s->on_partial && avail == s->navail &&
-			     s->navail > 0 && s->navail < ci->nobjs;
-			n++;
-		}
+		for (sh = 0; sh < UPG_SHARDS; sh++)
+			ok = ok && partial_is_valid(h->central[c].partial[sh],
+						    c, sh, &n);
 		ok = ok && n <= h->central[c].slabs;
 	}
 	pthread_mutex_unlock(&h->lock);

@@ -80,6 +80,14 @@ struct upg_class_info {
 
 extern struct upg_class_info upg_classes[UPG_NCLASSES];
 
+/*
+ * upg_size_class() by table for sizes up to 1 KiB, indexed by 16-byte
+ * steps: one load in place of the count-leading-zeros arithmetic on the
+ * malloc fast path (filled by upg_classes_init).
+ */
+#define UPG_CLASS_TAB_MAX 1024
+extern uint8_t upg_class_tab[UPG_CLASS_TAB_MAX / 16 + 1];
+
 /* Fill upg_classes[] (idempotent, thread-safe; no malloc). */
 void upg_classes_init(void);
 
@@ -92,6 +100,14 @@ static inline unsigned upg_size_class(size_t size)
 		return size ? (unsigned)((size + 15) >> 4) - 1 : 0;
 	lg = 63 - (unsigned)__builtin_clzl(size - 1); /* size in (2^lg, 2^lg+1] */
 	return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - (1UL << lg)) >> (lg - 2));
+}
+
+/* upg_size_class(@size) once upg_classes_init() has run. */
+static inline unsigned upg_size_class_fast(size_t size)
+{
+	if (likely(size <= UPG_CLASS_TAB_MAX))
+		return upg_class_tab[(size + 15) >> 4];
+	return upg_size_class(size);
 }
 
 /* Object index of byte offset @off in a slab of class @ci (exact division). */
@@ -133,32 +149,73 @@ enum upg_span_kind {
  *    entry only if the span it names is of the right kind and covers the
  *    address (span structs are never unmapped while the heap lives).
  */
+#define UPG_SLAB_INLINE 40 /* fills the span's first line (see below) */
+
 struct upg_span {
+	/*
+	 * The first cache line holds all that free() reads (and, for small
+	 * slabs, the state bytes it writes); the fields written under the
+	 * class lock (lists, avail) are on the next lines, so a refill or
+	 * flush by one thread does not evict the line other threads' free()
+	 * reads.  Span structs are 64-byte aligned.
+	 */
 	uintptr_t base;       /* first byte, UNIT-aligned */
 	uint32_t units;       /* length, >= 1 */
 	_Atomic uint8_t kind; /* enum upg_span_kind; read unlocked by free() */
 	uint8_t flags;        /* UPG_SPAN_* */
 	uint8_t cls;          /* SLAB: size class, constant while SLAB */
 	uint8_t bin;          /* FREE: the bin list it is on */
-	struct upg_span *next, *prev;   /* FREE: bin list; SLAB: partial list;
-					 * UNUSED: pool free list (next) */
-	struct upg_span *dnext, *dprev; /* FREE and DIRTY: dirty list */
-	/*
-	 * FREE: the dirty hull.  Bytes that may hold garbage not yet
-	 * discarded all lie in [dlo, dhi), inside the span; dlo == dhi == 0
-	 * when there are none.  A hull, not a flag: a freed block merging
-	 * with gigabytes of untouched region must not make them all dirty.
-	 */
-	uintptr_t dlo, dhi;
+	_Atomic uint8_t *state; /* SLAB: object states, see below */
+	union {
+		struct {
+			/* FREE and DIRTY: dirty list */
+			struct upg_span *dnext, *dprev;
+			/*
+			 * FREE: the dirty hull.  Bytes that may hold garbage
+			 * not yet discarded all lie in [dlo, dhi), inside the
+			 * span; dlo == dhi == 0 when there are none.  A hull,
+			 * not a flag: a freed block merging with gigabytes of
+			 * untouched region must not make them all dirty.
+			 */
+			uintptr_t dlo, dhi;
+		};
+		/*
+		 * SLAB of at most UPG_SLAB_INLINE objects: their state
+		 * bytes (state points here), in the line free() reads
+		 * anyway, so it takes one dependent load less.  Classes
+		 * of 112 bytes and up.
+		 */
+		_Atomic uint8_t inl[UPG_SLAB_INLINE];
+	};
+
+	/* SLAB, central lock of its class: the shard of the thread that
+	 * last took objects from it; its partial list is partial[owner] */
+	uint8_t owner __attribute__((aligned(64)));
+	struct upg_span *next, *prev; /* FREE: bin list; SLAB: partial list;
+				       * UNUSED: pool free list (next) */
 	/* SLAB, central lock of its class: */
 	uint16_t navail;      /* objects with an avail bit; < nobjs, else the
 			       * slab is released; > 0 iff on the partial list */
 	bool on_partial;
 	uint64_t avail[UPG_SLAB_WORDS]; /* object free in the slab (not live,
 					 * not in a thread cache) */
-	/* SLAB, no lock: bit i set iff object i is allocated to the program */
-	_Atomic uint64_t live[UPG_SLAB_WORDS];
-};
+	/*
+	 * SLAB, state (above): state[i] is UPG_OBJ_LIVE iff object i is
+	 * allocated to the program, else UPG_OBJ_FREE; nobjs bytes, inl[]
+	 * or a cache-line-aligned array of the class (alloc_slab.c), set
+	 * when the slab is made.
+	 * Written by malloc and free with plain (relaxed) byte stores and no
+	 * lock: an object belongs to one thread at a time, and a byte per
+	 * object, not a shared bit, keeps one thread's stores off another's
+	 * objects.
+	 */
+} __attribute__((aligned(64)));
+
+_Static_assert(__builtin_offsetof(struct upg_span, owner) == 64,
+	       "free() reads one line of a span: base..inl must fill it");
+
+#define UPG_OBJ_FREE 0 /* avail, or in a thread cache */
+#define UPG_OBJ_LIVE 1 /* handed out by malloc, not yet freed */
 
 /* ------------------------------------------------------------------------ */
 /* alloc_pagemap.c: address -> span                                          */
@@ -170,8 +227,33 @@ struct upg_span {
  * backed).  Leaves are created when a region is added and never freed, so
  * lookups take no lock.
  */
+#define UPG_PM_VA_BITS 47
+#define UPG_PM_LEAF_BITS 18
+#define UPG_PM_ROOT_BITS (UPG_PM_VA_BITS - UPG_PM_LEAF_BITS - UPG_UNIT_SHIFT)
+
+typedef _Atomic(struct upg_span *) upg_pm_entry;
+extern _Atomic(upg_pm_entry *) upg_pm_root[(size_t)1 << UPG_PM_ROOT_BITS];
+
 int upg_pagemap_cover(uintptr_t base, size_t len); /* 0 or -ENOMEM */
-struct upg_span *upg_pagemap_get(uintptr_t addr);  /* NULL: not mapped */
+
+/* NULL: not mapped.  Inline: free() does this for every object. */
+static inline struct upg_span *upg_pagemap_get(uintptr_t addr)
+{
+	upg_pm_entry *leaf;
+
+	if (unlikely(addr >> UPG_PM_VA_BITS))
+		return NULL;
+	leaf = atomic_load_explicit(
+		&upg_pm_root[addr >> (UPG_PM_LEAF_BITS + UPG_UNIT_SHIFT)],
+		memory_order_acquire);
+	if (unlikely(!leaf))
+		return NULL;
+	return atomic_load_explicit(
+		&leaf[(addr >> UPG_UNIT_SHIFT) &
+		      (((size_t)1 << UPG_PM_LEAF_BITS) - 1)],
+		memory_order_acquire);
+}
+
 void upg_pagemap_set(uintptr_t addr, struct upg_span *s);
 void upg_pagemap_clear(uintptr_t base, size_t len);
 extern pthread_mutex_t upg_pagemap_lock;
@@ -219,11 +301,26 @@ struct upg_heap_region {
 	struct upg_heap_region *next;
 };
 
+/*
+ * Partial slabs are kept per shard of threads, and a thread refills from
+ * its own shard's slabs first: objects of one slab then go to one thread,
+ * so two threads seldom write the same line of state bytes (or of a slab's
+ * avail bits).  Objects freed by another thread go back to the slab's
+ * owner.  A thread whose shard has none takes another's slab (and owns it).
+ */
+#define UPG_SHARDS 4
+
 /* One size class's slabs. */
 struct upg_central {
 	pthread_mutex_t lock;
-	struct upg_span *partial; /* slabs with 0 < navail < nobjs */
+	/* slabs with 0 < navail < nobjs, by owner */
+	struct upg_span *partial[UPG_SHARDS];
 	uint64_t slabs;           /* SLAB spans of this class now */
+	/* state arrays of this class's slabs: a free list (first word links)
+	 * and the unused rest [st_next, st_end) of the newest chunk */
+	void *st_free;
+	uint8_t *st_next, *st_end;
+	void *st_chunks; /* chunk list, first word links */
 } __attribute__((aligned(64)));
 
 struct upg_tcache;
@@ -250,12 +347,15 @@ struct upg_heap {
 
 	pthread_mutex_t tc_lock;
 	struct upg_tcache *tcaches; /* every live thread cache of this heap */
+	unsigned next_shard;        /* tc_lock: given to the next cache */
 	_Atomic uint64_t refills, flushes;
 };
 
-/* A cached free object: where it is and the slab it is in. */
+/* A cached free object: where it is, its state byte and its slab (so
+ * that malloc writes the byte without reading the slab). */
 struct upg_tcache_entry {
 	void *p;
+	_Atomic uint8_t *state;
 	struct upg_span *slab;
 };
 
@@ -267,13 +367,15 @@ struct upg_tcache_bin {
 
 /*
  * One thread's cache of free small objects: malloc and free of a small size
- * touch only this (and the object's live bit), no lock.  Objects in a cache
- * are neither live nor avail, so their slab cannot be released under them.
+ * touch only this (and the object's state byte), no lock.  Objects in a
+ * cache are neither live nor avail, so their slab cannot be released under
+ * them.
  */
 struct upg_tcache {
 	struct upg_heap *heap;
 	struct upg_tcache *next, *prev; /* heap->tcaches */
 	size_t map_bytes;
+	unsigned shard; /* < UPG_SHARDS: partial lists it refills from */
 	struct upg_tcache_bin bin[UPG_NCLASSES];
 };
 
@@ -326,9 +428,75 @@ void upg_pages_destroy(struct upg_heap *h);
 bool upg_pages_is_valid(struct upg_heap *h);
 
 /* alloc_slab.c */
+
+/* Object @p of slab @s (class @ci): its state byte. */
+static inline _Atomic uint8_t *upg_obj_state(struct upg_span *s,
+					     const struct upg_class_info *ci,
+					     const void *p)
+{
+	return &s->state[upg_class_index(ci, (uintptr_t)p - s->base)];
+}
+
+/*
+ * The fast paths, inline in the callers (alloc_process.c): no lock, no
+ * atomic read-modify-write, no call.  NULL / false: take the slow path
+ * (empty or full cache, not a small object, or a bad pointer to report).
+ */
+static inline void *upg_tcache_pop(struct upg_tcache *tc, unsigned cls)
+{
+	struct upg_tcache_bin *b = &tc->bin[cls];
+	struct upg_tcache_entry *e;
+	_Atomic uint8_t *st;
+	void *p;
+
+	if (unlikely(b->count == 0))
+		return NULL;
+	e = &b->e[--b->count];
+	/* both loads before the store, which the compiler must otherwise
+	 * assume may change the entry */
+	p = e->p;
+	st = e->state;
+	atomic_store_explicit(st, UPG_OBJ_LIVE, memory_order_relaxed);
+	return p;
+}
+
+static inline bool upg_tcache_push(struct upg_tcache *tc, void *p)
+{
+	struct upg_span *s = upg_pagemap_get((uintptr_t)p);
+	const struct upg_class_info *ci;
+	struct upg_tcache_bin *b;
+	_Atomic uint8_t *st;
+	size_t off;
+	uint32_t idx;
+
+	if (unlikely(!s) ||
+	    atomic_load_explicit(&s->kind, memory_order_acquire) != UPG_SPAN_SLAB)
+		return false;
+	ci = &upg_classes[s->cls];
+	b = &tc->bin[s->cls];
+	off = (uintptr_t)p - s->base;
+	idx = upg_class_index(ci, off);
+	/* a stale map entry, an inner pointer, a full cache: slow path */
+	if (unlikely(off >= (size_t)ci->slab_units * UPG_UNIT ||
+		     (size_t)idx * ci->size != off || b->count == b->cap))
+		return false;
+	st = &s->state[idx];
+	if (unlikely(atomic_load_explicit(st, memory_order_relaxed) !=
+		     UPG_OBJ_LIVE))
+		return false; /* the slow path reports the double free */
+	atomic_store_explicit(st, UPG_OBJ_FREE, memory_order_relaxed);
+	b->e[b->count].p = p;
+	b->e[b->count].state = st;
+	b->e[b->count].slab = s;
+	b->count++;
+	return true;
+}
+
 void *upg_slab_alloc(struct upg_heap *h, struct upg_tcache *tc, unsigned cls);
 void upg_slab_free(struct upg_heap *h, struct upg_tcache *tc,
 		   struct upg_span *s, void *p, uint32_t idx);
+/* Free every slab state array of @h (upg_heap_destroy). */
+void upg_slab_destroy_states(struct upg_heap *h);
 /* The slab holding small object @p and its index; aborts naming @what if
  * @p is not the start of a live object. */
 struct upg_span *upg_slab_find(void *p, uint32_t *idxp, const char *what);

@@ -26,6 +26,7 @@
 #include "alloc.h"
 
 struct upg_class_info upg_classes[UPG_NCLASSES];
+uint8_t upg_class_tab[UPG_CLASS_TAB_MAX / 16 + 1];
 
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 
@@ -52,6 +53,7 @@ static unsigned min_objects(size_t size)
 static void classes_fill(void)
 {
 	unsigned cls;
+	size_t sz;
 
 	for (cls = 0; cls < UPG_NCLASSES; cls++) {
 		struct upg_class_info *ci = &upg_classes[cls];
@@ -81,6 +83,12 @@ static void classes_fill(void)
 		upg_check(ci->nobjs >= 1 && ci->nobjs <= UPG_SLAB_MAX_OBJS);
 		upg_check(units * UPG_UNIT <= ((size_t)1 << 18));
 	}
+	for (cls = 0; cls <= UPG_CLASS_TAB_MAX / 16; cls++)
+		upg_class_tab[cls] = (uint8_t)upg_size_class((size_t)cls * 16);
+	/* exact because every class size is a multiple of 16 */
+	if (UPG_DEBUG)
+		for (sz = 0; sz <= UPG_CLASS_TAB_MAX; sz++)
+			upg_assert(upg_size_class_fast(sz) == upg_size_class(sz));
 }
 
 void upg_classes_init(void)

@@ -23,14 +23,15 @@
 
 #include <errno.h>
 
-#define PM_VA_BITS 47
-#define PM_LEAF_BITS 18
-#define PM_ROOT_BITS (PM_VA_BITS - PM_LEAF_BITS - UPG_UNIT_SHIFT)
+#define PM_VA_BITS UPG_PM_VA_BITS
+#define PM_LEAF_BITS UPG_PM_LEAF_BITS
 #define PM_LEAF_SIZE ((size_t)1 << PM_LEAF_BITS)
+#define pm_root upg_pm_root
 
-typedef _Atomic(struct upg_span *) pm_entry;
+#define pm_entry upg_pm_entry
 
-static _Atomic(pm_entry *) pm_root[(size_t)1 << PM_ROOT_BITS];
+/* upg_pagemap_get() is inline in alloc.h: free() looks up every object */
+_Atomic(pm_entry *) upg_pm_root[(size_t)1 << UPG_PM_ROOT_BITS];
 pthread_mutex_t upg_pagemap_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline size_t pm_root_index(uintptr_t a)
@@ -67,20 +68,6 @@ int upg_pagemap_cover(uintptr_t base, size_t len)
 	}
 	pthread_mutex_unlock(&upg_pagemap_lock);
 	return ret;
-}
-
-struct upg_span *upg_pagemap_get(uintptr_t addr)
-{
-	pm_entry *leaf;
-
-	if (unlikely(addr >> PM_VA_BITS))
-		return NULL;
-	leaf = atomic_load_explicit(&pm_root[pm_root_index(addr)],
-				    memory_order_acquire);
-	if (unlikely(!leaf))
-		return NULL;
-	return atomic_load_explicit(&leaf[pm_leaf_index(addr)],
-				    memory_order_acquire);
 }
 
 void upg_pagemap_set(uintptr_t addr, struct upg_span *s)

@@ -6,14 +6,18 @@
  * it reads the UPAGER_* variables, creates a runtime and then the heap.
  * Creating a runtime allocates too (pthread_create, pthread_atfork, the
  * dynamic loader), and in the LD_PRELOAD shim those allocations come right
- * back here, before there is a heap to serve them.  They, and allocations
- * of other threads during those moments, are served from the bootstrap
- * arena: a static bump allocator that never frees.  A freed bootstrap
+ * back here, before there is a heap to serve them.  They are served from
+ * the bootstrap arena: a static bump allocator that never frees.  Other
+ * threads wait for the heap instead: a thread allocating in a loop would
+ * exhaust the arena in the milliseconds a runtime takes to start.  A freed bootstrap
  * pointer is recognised by its address and ignored; realloc copies it out.
  *
  *   first malloc --> state NONE -> STARTING --(runtime + heap made)--> READY
  *                        |            |
- *                        |            +-- any malloc meanwhile: bootstrap
+ *                        |            +-- the starting thread's mallocs
+ *                        |            |   meanwhile: bootstrap
+ *                        |            +-- other threads' mallocs: wait for
+ *                        |                READY (bounded), then bootstrap
  *                        +-- upg_alloc_init(rt): same, with the given runtime
  *
  * Threads.  Each thread gets a cache (alloc_slab.c) on its first small
@@ -38,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
@@ -51,6 +56,7 @@ static atomic_int proc_state;
 static struct upg_runtime *proc_rt;
 static pthread_key_t tc_key;
 static __thread struct upg_tcache *t_cache TLS_IE;
+static __thread bool t_starting TLS_IE; /* this thread is starting the heap */
 
 /* --------------------------------------------------------- bootstrap */
 
@@ -194,7 +200,14 @@ static void tc_destructor(void *arg)
 	upg_tcache_destroy(arg);
 }
 
-/* Free garbage kept undiscarded: a small share of the budget. */
+/*
+ * Free garbage kept undiscarded: a small share of the budget (1/32), so at
+ * most that much of it can ever be written to swap, capped at 64 MiB.  The
+ * cap is what a program cycling large blocks needs: each reuse of a
+ * discarded page is a zero-fill fault through the pager (~8 us measured,
+ * thirty times the kernel's), and with an 8 MiB cap a loop over 16 blocks
+ * of 2 MiB discarded and refaulted nearly every block (bench/alloc large).
+ */
 static size_t dirty_max_for(struct upg_runtime *rt)
 {
 	struct upg_stats st;
@@ -204,8 +217,8 @@ static size_t dirty_max_for(struct upg_runtime *rt)
 		return 0;
 	budget = (size_t)(st.budget_pages * st.page_size);
 	d = budget / 32;
-	if (d > ((size_t)8 << 20))
-		d = (size_t)8 << 20;
+	if (d > ((size_t)64 << 20))
+		d = (size_t)64 << 20;
 	if (d < 4 * (size_t)st.page_size)
 		d = 4 * (size_t)st.page_size;
 	return d;
@@ -264,6 +277,28 @@ static int heap_start(struct upg_runtime *rt)
 	return 0;
 }
 
+/*
+ * Another thread is starting the heap.  Wait for it rather than take the
+ * bootstrap arena: a thread that allocates in a loop meanwhile (the
+ * runtime takes milliseconds to start) would exhaust the arena.  The wait
+ * is bounded, because a thread the starter itself waits for (one created
+ * while the runtime starts) may allocate too; after it, the arena serves.
+ */
+static struct upg_heap *heap_wait(void)
+{
+	struct timespec ts = { 0, 100000 };
+	struct upg_heap *h;
+	unsigned i;
+
+	for (i = 0; i < 20000; i++) { /* 2 s */
+		h = atomic_load_explicit(&proc_heap, memory_order_acquire);
+		if (h || atomic_load(&proc_state) != PH_STARTING)
+			return h;
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load_explicit(&proc_heap, memory_order_acquire);
+}
+
 /* The heap, starting it if needed; NULL: use the bootstrap arena. */
 static struct upg_heap *heap_get(void)
 {
@@ -273,12 +308,16 @@ static struct upg_heap *heap_get(void)
 
 	if (likely(h != NULL))
 		return h;
+	if (t_starting)
+		return NULL; /* the runtime allocating while it starts */
 	if (!atomic_compare_exchange_strong(&proc_state, &expect, PH_STARTING))
-		return atomic_load_explicit(&proc_heap, memory_order_acquire);
+		return heap_wait();
+	t_starting = true;
 	if (heap_start(NULL) < 0) {
 		upg_log("cannot create the heap: out of memory");
 		abort();
 	}
+	t_starting = false;
 	return atomic_load_explicit(&proc_heap, memory_order_acquire);
 }
 
@@ -317,7 +356,9 @@ UPG_API int upg_alloc_init(struct upg_runtime *rt)
 		return -EINVAL;
 	if (!atomic_compare_exchange_strong(&proc_state, &expect, PH_STARTING))
 		return -EBUSY;
+	t_starting = true;
 	ret = heap_start(rt);
+	t_starting = false;
 	if (ret < 0)
 		atomic_store(&proc_state, PH_NONE);
 	return ret;
@@ -328,7 +369,11 @@ UPG_API struct upg_runtime *upg_alloc_runtime(void)
 	return atomic_load(&proc_heap) ? proc_rt : NULL;
 }
 
-UPG_API void *upg_malloc(size_t size)
+/*
+ * The slow paths are separate functions so that the fast ones compile to
+ * a few loads and stores with no stack frame, ending in a tail jump here.
+ */
+static __attribute__((noinline)) void *malloc_slow(size_t size)
 {
 	struct upg_heap *h = heap_get();
 
@@ -337,7 +382,7 @@ UPG_API void *upg_malloc(size_t size)
 	return upg_heap_malloc(h, tcache(h), size);
 }
 
-UPG_API void upg_free(void *p)
+static __attribute__((noinline)) void free_slow(void *p)
 {
 	struct upg_heap *h;
 
@@ -347,6 +392,33 @@ UPG_API void upg_free(void *p)
 	if (unlikely(!h))
 		upg_alloc_bad_pointer("free", p, "not allocated by upager");
 	upg_heap_free(h, tcache(h), p);
+}
+
+UPG_API void *upg_malloc(size_t size)
+{
+	struct upg_tcache *tc = t_cache;
+
+	/* the common case, inline: a small size this thread has cached (a
+	 * thread with a cache implies a running heap) */
+	if (likely((uintptr_t)tc > 1 && size <= UPG_SMALL_MAX)) {
+		void *p = upg_tcache_pop(tc, upg_size_class_fast(size));
+
+		if (likely(p != NULL))
+			return p;
+	}
+	return malloc_slow(size);
+}
+
+UPG_API void upg_free(void *p)
+{
+	struct upg_tcache *tc = t_cache;
+
+	/* the common case, inline: a live small object into a cache with
+	 * room; NULL, bootstrap and large blocks, a full cache and every bad
+	 * pointer fail upg_tcache_push's checks and go to free_slow */
+	if (likely((uintptr_t)tc > 1) && likely(upg_tcache_push(tc, p)))
+		return;
+	free_slow(p);
 }
 
 UPG_API void *upg_calloc(size_t nmemb, size_t size)
