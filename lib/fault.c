@@ -667,19 +667,30 @@ static unsigned drain_uffd(struct upg_handler *h)
 	unsigned total = 0;
 
 	for (;;) {
-		ssize_t n = read(h->rt->uffd.fd, msgs, sizeof(msgs));
+		bool several = h->rt->nhandlers > 1;
+		ssize_t n;
 		uint64_t t0;
 
-		if (n <= 0)
-			break;
-		t0 = upg_now_ns();
-		/* announce discards first: see runtime->removing */
-		if (h->rt->nhandlers > 1)
+		/*
+		 * With several handlers, a REMOVE read by one must be
+		 * announced before any other handler can read a fault that
+		 * follows it (the program zaps as soon as the event is read):
+		 * reading and announcing happen under one lock.
+		 */
+		if (several)
+			pthread_mutex_lock(&h->rt->uffd_read_lock);
+		n = read(h->rt->uffd.fd, msgs, sizeof(msgs));
+		if (several && n > 0)
 			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 				if (msgs[i].event == UFFD_EVENT_REMOVE ||
 				    msgs[i].event == UFFD_EVENT_UNMAP)
 					removing_add(h->rt, msgs[i].arg.remove.start,
 						     msgs[i].arg.remove.end);
+		if (several)
+			pthread_mutex_unlock(&h->rt->uffd_read_lock);
+		if (n <= 0)
+			break;
+		t0 = upg_now_ns();
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			handle_msg(h, &msgs[i], t0);
 		total += (unsigned)(n / (ssize_t)sizeof(msgs[0]));

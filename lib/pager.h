@@ -287,6 +287,7 @@ struct upg_runtime {
 	 */
 	struct { uintptr_t start, end; } removing[64];
 	atomic_uint nremoving;
+	pthread_mutex_t uffd_read_lock; /* several handlers: read + announce */
 
 	/* regions: sorted by base for lookup; by id for frames */
 	pthread_rwlock_t regions_lock;
