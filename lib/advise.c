@@ -92,11 +92,7 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 
 	pte_lock(pte);
 	if (pte->flags & PTE_DISCARD) {
-		swap_free(rt, pte->slot);
-		frame_free(rt, f);
-		pte_set_state(rt, pte, PS_EMPTY);
-		pte->flags = 0;
-		pte->slot = UPG_NO_SLOT;
+		page_drop(rt, pte);
 		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
 	} else if (n != (ssize_t)rt->page_size) {
 		/* leave it in swap: a fault will retry and report */
@@ -109,9 +105,8 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 					       rt->uffd.has_wp, true));
 		if (ret == -EEXIST)
 			ret = 0;
-		pte_set_state(rt, pte, PS_ACTIVE);
 		pte->flags &= PTE_PINNED;
-		frame_move(rt, f, (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+		page_activate(rt, pte);
 		STAT_INC(rt, pages_read);
 	}
 	pte_unlock(pte);

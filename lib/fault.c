@@ -55,13 +55,6 @@ static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
 	}
 }
 
-static void activate(struct upg_runtime *rt, struct upg_pte *pte)
-{
-	pte_set_state(rt, pte, PS_ACTIVE);
-	frame_move(rt, pte->frame,
-		   (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
-}
-
 /*
  * Zero-fill around a sequential writer: when this handler's recent
  * zero-fill write faults walk page by page (a program filling a new
@@ -144,7 +137,7 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 		p->slot = UPG_NO_SLOT;
 		p->flags &= PTE_PINNED;
 		p->flags |= PTE_DIRTY;
-		activate(rt, p);
+		page_activate(rt, p);
 		if (i)
 			pte_unlock(p);
 	}
@@ -206,7 +199,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		frame_zap_staging(rt, f);
 	if (write)
 		mark_dirty(rt, pte);
-	activate(rt, pte);
+	page_activate(rt, pte);
 	return SERVED;
 }
 
@@ -489,11 +482,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 	pte_lock(pte);
 	if (pte->flags & PTE_DISCARD) {
 		/* discarded while being read: it reads as zero from now on */
-		swap_free(rt, pte->slot);
-		frame_free(rt, pte->frame);
-		pte_set_state(rt, pte, PS_EMPTY);
-		pte->flags = 0;
-		pte->slot = UPG_NO_SLOT;
+		page_drop(rt, pte);
 		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
 	} else if (res != (int)rt->page_size && rd->prefetch &&
 		   !(pte->flags & PTE_WAITED)) {
@@ -563,7 +552,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		pte->flags &= PTE_PINNED;
 		if (rd->write_fault)
 			mark_dirty(rt, pte);
-		activate(rt, pte);
+		page_activate(rt, pte);
 		STAT_INC(rt, pages_read);
 		if (!rd->prefetch)
 			stats_fault(rt, UPG_FAULT_MAJOR, rd->t0);

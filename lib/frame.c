@@ -227,6 +227,23 @@ void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to)
 	pthread_mutex_unlock(&rt->lru_lock);
 }
 
+void page_activate(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte_set_state(rt, pte, PS_ACTIVE);
+	frame_move(rt, pte->frame,
+		   (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+}
+
+void page_drop(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	swap_free(rt, pte->slot);
+	frame_free(rt, pte->frame);
+	pte_set_state(rt, pte, PS_EMPTY);
+	pte->flags &= PTE_PINNED;
+	pte->slot = UPG_NO_SLOT;
+	pte->frame = UPG_NO_FRAME;
+}
+
 uint32_t frames_free_count(struct upg_runtime *rt)
 {
 	uint32_t used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);

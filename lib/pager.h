@@ -402,6 +402,12 @@ static inline size_t frame_page(const struct upg_frame *fr)
 	return (size_t)fr->page_lo | ((size_t)fr->page_hi << 32);
 }
 void frame_zap_staging(struct upg_runtime *rt, uint32_t f);
+/* Page @pte (locked, holding a frame) is mapped: ACTIVE, on the active list
+ * unless pinned. */
+void page_activate(struct upg_runtime *rt, struct upg_pte *pte);
+/* Page @pte (locked, holding a frame) has no data left -- discarded, or
+ * found all zero: its slot and frame are freed and it is EMPTY. */
+void page_drop(struct upg_runtime *rt, struct upg_pte *pte);
 uint32_t frames_free_count(struct upg_runtime *rt);
 
 /* swap (in frame.c): slot allocation under swap_lock */

@@ -95,11 +95,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 		}
 		if (ret == -ENOENT) {
 			/* zapped by the program; its REMOVE event is on the way */
-			swap_free(rt, pte->slot);
-			frame_free(rt, f);
-			pte_set_state(rt, pte, PS_EMPTY);
-			pte->flags = 0;
-			pte->slot = UPG_NO_SLOT;
+			page_drop(rt, pte);
 			pte_unlock(pte);
 			return false;
 		}
@@ -240,10 +236,7 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 		pte->flags &= (uint8_t)~PTE_IO;
 		if (pte->flags & PTE_DISCARD) {
 			swap_free(rt, slot);
-			frame_free(rt, w->frame);
-			pte_set_state(rt, pte, PS_EMPTY);
-			pte->flags = 0;
-			pte->slot = UPG_NO_SLOT;
+			page_drop(rt, pte);
 		} else if (!ok) {
 			/* never drop a page: keep it in RAM, dirty */
 			swap_free(rt, slot);
@@ -321,11 +314,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			 * All zero: a page filled ahead that nobody wrote, or
 			 * zeroed by the program.  EMPTY reads back the same.
 			 */
-			swap_free(rt, pte->slot);
-			frame_free(rt, f);
-			pte_set_state(rt, pte, PS_EMPTY);
-			pte->flags &= PTE_PINNED;
-			pte->slot = UPG_NO_SLOT;
+			page_drop(rt, pte);
 			STAT_INC(rt, zero_drops);
 			freed++;
 			pte_unlock(pte);
@@ -357,9 +346,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 				pte->flags &= (uint8_t)~PTE_IO;
 				pte->flags |= PTE_DIRTY;
 				if (pte->flags & PTE_DISCARD) {
-					frame_free(rt, dirty[i + k].frame);
-					pte_set_state(rt, pte, PS_EMPTY);
-					pte->flags = 0;
+					page_drop(rt, pte);
 				} else {
 					if (pte->state == PS_WRITEBACK)
 						pte_set_state(rt, pte, PS_INACTIVE);

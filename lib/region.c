@@ -225,12 +225,7 @@ void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 				pte_set_state(rt, pte, PS_WRITEBACK);
 				pte->flags = PTE_IO | PTE_DISCARD;
 			} else {
-				swap_free(rt, pte->slot);
-				frame_free(rt, pte->frame);
-				pte_set_state(rt, pte, PS_EMPTY);
-				pte->flags = 0;
-				pte->slot = UPG_NO_SLOT;
-				pte->frame = UPG_NO_FRAME;
+				page_drop(rt, pte);
 			}
 			n++;
 			break;
