@@ -212,6 +212,9 @@ struct upg_stats {
 					the stream that asked for them */
 	uint64_t zero_filled_ahead;  /* pages zero-filled ahead of a sequential writer */
 	uint64_t zero_drops;         /* evicted all-zero pages: EMPTY, never written */
+	uint64_t writable_installs;  /* clean pages mapped writable (and so dirty)
+					because they were written last time: no
+					write-protect fault to take */
 	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 	/* what the running kernel offered, and what is used */
 	bool paged;

@@ -56,6 +56,67 @@ static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
 }
 
 /*
+ * Write prediction.  A clean page (its swap copy valid) is mapped write-
+ * protected so that its first write is seen; that write costs a round trip
+ * through a handler, a write-protect fault, only to learn that the page is
+ * dirty.  A page written during a recent residency (write_hist >= 2) may be
+ * mapped writable and counted dirty at once instead.  A wrong guess costs a
+ * needless swap write at eviction, never data, but in a phase that only
+ * reads it costs one write per page -- so guesses are made only while they
+ * are mostly right: one in four candidates (and all of them while guessing
+ * is off) is mapped protected as a probe, and a probe that is written
+ * counts as right, one evicted clean as wrong.  Each guess spends the page's
+ * evidence, so a page that stops being written is soon protected again.
+ * The page lock is held.
+ */
+static void predict_grade(struct upg_runtime *rt, bool right)
+{
+	if (right)
+		rt->predict_right++;
+	else
+		rt->predict_wrong++;
+	if (rt->predict_right + rt->predict_wrong >= 512) {
+		rt->predict_right /= 2;
+		rt->predict_wrong /= 2;
+	}
+}
+
+void predict_graded_wrong(struct upg_runtime *rt)
+{
+	predict_grade(rt, false);
+}
+
+static void note_write(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte->write_hist = 3;
+	if (pte->flags & PTE_PROBE) {
+		pte->flags &= (uint8_t)~PTE_PROBE;
+		predict_grade(rt, true);
+	}
+}
+
+/* Should the clean page @pte be mapped writable?  May mark it a probe. */
+static bool predict_write(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	bool trusted = rt->predict_right >= 3 * rt->predict_wrong + 8;
+
+	if (pte->write_hist < 2)
+		return false;
+	if (!trusted || (++rt->predict_installs & 3) == 0) {
+		pte->flags |= PTE_PROBE;
+		return false;
+	}
+	return true;
+}
+
+/* A guess was acted on: the page is mapped writable. */
+static void spend_prediction(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte->write_hist--;
+	STAT_INC(rt, writable_installs);
+}
+
+/*
  * Zero-fill around a sequential writer: when this handler's recent
  * zero-fill write faults walk page by page (a program filling a new
  * buffer), the EMPTY pages just ahead are filled with the same ioctl, one
@@ -155,14 +216,20 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	uintptr_t s = (uintptr_t)frame_staging(rt, f);
 	bool write = is_write(flags);
 	bool clean = !(pte->flags & PTE_DIRTY) && !write;
+	bool predicted = clean && predict_write(rt, pte);
 	int ret = -ENOTSUP;
+
+	if (predicted) {
+		clean = false;
+		write = true;
+	}
 
 	/*
 	 * A dirty page (or one being written now) moves back: zero copy, one
 	 * ioctl.  A clean page must come back write-protected, and a move
 	 * carries no protection along; copying it with UFFDIO_COPY_MODE_WP is
-	 * one ioctl too, and the staged copy is zapped after the thread is
-	 * already running again.  A page whose staged copy is being written
+	 * one ioctl too, and the staged copy is left for a batched zap
+	 * (staging.c).  A page whose staged copy is being written
 	 * is pinned by the I/O and cannot move: it is copied as well.
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_SOFT]);
@@ -173,7 +240,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 			return DEFER_LOCK;
 		}
 		if (ret == 0)
-			rt->frames[f].staged = 0;
+			rt->frames[f].staged = SLOT_EMPTY;
 	}
 	if (ret) {
 		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
@@ -189,14 +256,18 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		}
 	}
 	stats_fault(rt, UPG_FAULT_SOFT, t0);
+	if (predicted)
+		spend_prediction(rt, pte);
+	else if (write && !(pte->flags & PTE_DIRTY))
+		note_write(rt, pte);
 	if (pte->flags & PTE_PREFETCHED) {
 		pte->flags &= (uint8_t)~PTE_PREFETCHED;
 		STAT_INC(rt, prefetch_hits);
 		h->stride.hits++;
 	}
 	/* a copied-from staging slot is garbage, unless a write still reads it */
-	if (rt->frames[f].staged && !(pte->flags & PTE_IO))
-		frame_zap_staging(rt, f);
+	if (!(pte->flags & PTE_IO))
+		staging_release(rt, f);
 	if (write)
 		mark_dirty(rt, pte);
 	page_activate(rt, pte);
@@ -394,6 +465,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		if (pte->state == PS_ACTIVE) {
 			mark_dirty(rt, pte);
+			note_write(rt, pte);
 			STAT_INC(rt, faults[UPG_FAULT_WP]);
 			if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size,
 						  false) == -EAGAIN) {
@@ -507,6 +579,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		/* nobody asked yet: park it in staging, a touch is a soft fault */
 		uint32_t f = pte->frame;
 
+		staging_make_empty(rt, f);
 		ret = upg_uffd_copy(&rt->staging_uffd,
 				    (uintptr_t)frame_staging(rt, f),
 				    buffer_addr(h, b), rt->page_size, false, false);
@@ -517,14 +590,17 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			pte_set_state(rt, pte, PS_SWAPPED);
 			pte->flags &= PTE_PINNED;
 		} else {
-			rt->frames[f].staged = 1;
+			rt->frames[f].staged = SLOT_DATA;
 			pte->flags &= PTE_PINNED | PTE_PREFETCHED;
 			pte_set_state(rt, pte, PS_INACTIVE);
 			frame_move(rt, f, FL_INACTIVE);
 		}
 		STAT_INC(rt, pages_read);
 	} else {
-		bool wp = !rd->write_fault && rt->uffd.has_wp;
+		bool predicted = !rd->write_fault && rt->uffd.has_wp &&
+				 predict_write(rt, pte);
+		bool write = rd->write_fault || predicted;
+		bool wp = !write && rt->uffd.has_wp;
 
 		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
 			/* a thread faulted on it while it was read ahead */
@@ -549,8 +625,12 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		if (ret && ret != -EEXIST)
 			upg_log("install of %#lx failed: %s", (unsigned long)pa,
 				upg_strerror(-ret));
-		pte->flags &= PTE_PINNED;
-		if (rd->write_fault)
+		pte->flags &= PTE_PINNED | PTE_PROBE;
+		if (predicted)
+			spend_prediction(rt, pte);
+		else if (write)
+			note_write(rt, pte);
+		if (write)
 			mark_dirty(rt, pte);
 		page_activate(rt, pte);
 		STAT_INC(rt, pages_read);
@@ -734,6 +814,7 @@ static unsigned reap(struct upg_handler *h)
 	for (unsigned i = 0; i < n; i++) {
 		switch (TAG_TYPE(c[i].tag)) {
 		case TAG_UFFD:
+			h->uffd_ready = true;
 			if (!(c[i].flags & IORING_CQE_F_MORE))
 				upg_ring_poll(&h->ring, h->rt->uffd.fd, TAG_UFFD);
 			break;
@@ -786,13 +867,22 @@ void *handler_main(void *arg)
 	upg_ring_poll(&h->ring, rt->uffd.fd, TAG_UFFD);
 	upg_ring_poll(&h->ring, h->wake_fd, TAG_WAKE);
 	upg_ring_submit(&h->ring);
+	h->uffd_ready = true;
 
 	while (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
 		unsigned work;
 
 		pthread_rwlock_rdlock(&rt->fork_lock);
-		work = drain_uffd(h);
-		work += reap(h);
+		/*
+		 * Reap first: the uffd's poll completion is what says there
+		 * are messages.  A message that arrives during the drain
+		 * wakes the poll again, so none is left unread.
+		 */
+		work = reap(h);
+		if (h->uffd_ready) {
+			h->uffd_ready = false;
+			work += drain_uffd(h);
+		}
 		if (h->ninstall_retry)
 			work += retry_installs(h);
 		/*

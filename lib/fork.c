@@ -94,8 +94,7 @@ static void child_restore(struct upg_runtime *rt)
 	rt->nhandlers = 0;
 	rt->handlers = NULL;
 	rt->reclaim_thread = 0;
-	munmap(rt->staging, rt->staging_bytes);
-	rt->staging = NULL;
+	staging_destroy(rt);
 }
 
 static void prepare(void)

@@ -108,24 +108,13 @@ int frames_init(struct upg_runtime *rt)
 	if (rt->high_free < rt->low_free + 2)
 		rt->high_free = rt->low_free + 2;
 
-	rt->staging_bytes = (size_t)cap * rt->page_size;
-	rt->staging = mmap(NULL, rt->staging_bytes, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (rt->staging == MAP_FAILED) {
-		rt->staging = NULL;
-		return -ENOMEM;
-	}
-	/* Same layout as the regions, so that pages move between them. */
-	madvise(rt->staging, rt->staging_bytes, MADV_NOHUGEPAGE);
-	return 0;
+	return staging_init(rt);
 }
 
 void frames_destroy(struct upg_runtime *rt)
 {
-	if (rt->staging)
-		munmap(rt->staging, rt->staging_bytes);
+	staging_destroy(rt);
 	upg_os_free(rt->frames, rt->frames_bytes);
-	rt->staging = NULL;
 	rt->frames = NULL;
 }
 
@@ -155,7 +144,6 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	used = ++rt->used_frames;
 	pthread_mutex_unlock(&rt->lru_lock);
 
-	upg_assert(!fr->staged);
 	stats_note_resident(rt, used);
 	if (rt->budget_frames - (used < rt->budget_frames ? used : rt->budget_frames) <
 	    rt->low_free)
@@ -163,23 +151,12 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	return f;
 }
 
-void frame_zap_staging(struct upg_runtime *rt, uint32_t f)
-{
-	struct upg_frame *fr = &rt->frames[f];
-
-	if (!fr->staged)
-		return;
-	/* The staging descriptor has no REMOVE events: this is a plain zap. */
-	madvise(frame_staging(rt, f), rt->page_size, MADV_DONTNEED);
-	fr->staged = 0;
-}
-
 void frame_free(struct upg_runtime *rt, uint32_t f)
 {
 	struct upg_frame *fr = &rt->frames[f];
 	bool wake;
 
-	frame_zap_staging(rt, f);
+	staging_release(rt, f);
 	pthread_mutex_lock(&rt->lru_lock);
 	upg_assert(fr->list != FL_FREE);
 	list_unlink(rt, f);

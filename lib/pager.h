@@ -50,6 +50,8 @@ enum upg_page_state {
 #define PTE_ZAPPING 0x10 /* copied out, being unmapped by the pager itself */
 #define PTE_PREFETCHED 0x20 /* read ahead, not touched since */
 #define PTE_WAITED 0x40  /* READING: a thread faulted on it and waits */
+#define PTE_PROBE 0x80   /* mapped write-protected although write_hist
+			    predicted a write: its fate grades the predictor */
 
 #define UPG_NO_FRAME UINT32_MAX
 
@@ -57,7 +59,12 @@ struct upg_pte {
 	atomic_uchar lock; /* page lock: guards everything below */
 	uint8_t state;     /* enum upg_page_state */
 	uint8_t flags;     /* PTE_* */
-	uint8_t pad;
+	/*
+	 * write_hist: evidence that the page is written while resident, 0..3
+	 * (fault.c, predict_write()).  Set to 3 by an observed first write
+	 * to a clean page; each prediction spends one.
+	 */
+	uint8_t write_hist;
 	/*
 	 * slot: the swap slot holding a copy of the page, or UPG_NO_SLOT.
 	 * SWAPPED and READING pages always have one.  An ACTIVE or INACTIVE
@@ -135,13 +142,24 @@ enum upg_frame_list {
 	FL_ISOLATED, /* owned by one operation (I/O, pinned): on no list */
 };
 
+/* A frame's staging slot (staging.c) */
+enum upg_slot_state {
+	SLOT_EMPTY = 0, /* no page behind it: may be filled */
+	SLOT_DATA,      /* holds the frame's page (INACTIVE, WRITEBACK) */
+	SLOT_STALE,     /* a page nobody needs, queued to be zapped */
+};
+
+#define ZAP_QUEUE_MAX 256
+
 struct upg_frame {
 	uint32_t prev, next; /* list links (frame numbers); guarded by lru_lock */
 	uint32_t region_id;  /* owner page, valid unless FL_FREE */
 	uint32_t page_lo;    /* page index, low and high 32 bits */
 	uint32_t page_hi;
 	uint8_t list;        /* enum upg_frame_list */
-	uint8_t staged;      /* staging slot holds data (must be zapped before reuse) */
+	uint8_t staged;      /* enum upg_slot_state of the staging slot: to
+				and from STALE under zap_lock; filled and
+				emptied by the frame's owner */
 	uint16_t pad;
 };
 
@@ -223,6 +241,12 @@ struct upg_handler {
 	struct upg_stride stride;    /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
 	unsigned ninstall_retry;     /* reads with install_retry set */
+	/*
+	 * The uffd may have messages: set by its poll completion (and at
+	 * start), cleared before a drain.  The loop reads the uffd only when
+	 * it is set, so that spinning costs no system call.
+	 */
+	bool uffd_ready;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -244,6 +268,8 @@ struct upg_counters {
 	atomic_uint_least64_t peak_resident;
 	atomic_uint_least64_t prefetch_issued, prefetch_hits;
 	atomic_uint_least64_t zero_filled_ahead, zero_drops;
+	atomic_uint_least64_t staging_zaps, staging_zap_batches;
+	atomic_uint_least64_t writable_installs;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 };
 
@@ -310,6 +336,12 @@ struct upg_runtime {
 	atomic_uint pinned_pages; /* pages with PTE_PINNED */
 	char *staging;          /* nframes pager pages */
 	size_t staging_bytes;
+	/* stale staging slots waiting for one batched zap (staging.c) */
+	pthread_mutex_t zap_lock;
+	uint32_t zapq[ZAP_QUEUE_MAX]; /* frames whose slot is SLOT_STALE */
+	unsigned nzap, zap_cap;       /* invariant: nzap < zap_cap */
+	int zap_pidfd;                /* for process_madvise(); -1: per slot */
+	pid_t zap_owner;              /* the process zap_pidfd names */
 	uint32_t low_free, high_free; /* watermarks in frames */
 
 	/* swap store */
@@ -341,6 +373,13 @@ struct upg_runtime {
 	 * fail, so tests can reach the retry and poison paths.
 	 */
 	bool inject_read_errors;
+	/*
+	 * How often pages whose history predicts a write are really written
+	 * (fault.c): probes are graded right (a write-protect fault) or wrong
+	 * (evicted clean); both halve when their sum reaches 512.  Updated
+	 * racily: it is a statistic, not state.
+	 */
+	uint32_t predict_right, predict_wrong, predict_installs;
 	/* pages per state, EMPTY excluded (never counted: tables start zeroed) */
 	atomic_long nr_state[PTE_STATES];
 };
@@ -379,12 +418,15 @@ void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 			size_t len);
 
+/* fault.c: a probe of the write predictor was evicted clean */
+void predict_graded_wrong(struct upg_runtime *rt);
+
 /* frame.c */
 int frames_init(struct upg_runtime *rt);
 void frames_destroy(struct upg_runtime *rt);
 /* Take a free frame for (@r, @page), isolated; UPG_NO_FRAME if none. */
 uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page);
-/* Return a frame; zaps its staging slot if it holds data. */
+/* Return a frame; its staging slot, if it holds data, becomes stale. */
 void frame_free(struct upg_runtime *rt, uint32_t f);
 /* Move frame @f to the tail of list @to (FL_ACTIVE/INACTIVE/ISOLATED). */
 void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to);
@@ -401,7 +443,16 @@ static inline size_t frame_page(const struct upg_frame *fr)
 {
 	return (size_t)fr->page_lo | ((size_t)fr->page_hi << 32);
 }
-void frame_zap_staging(struct upg_runtime *rt, uint32_t f);
+
+/* staging.c */
+int staging_init(struct upg_runtime *rt);
+void staging_destroy(struct upg_runtime *rt);
+/* Frame @f's slot (owned by the caller) no longer matters: queue its zap. */
+void staging_release(struct upg_runtime *rt, uint32_t f);
+/* Before filling frame @f's slot: make sure no page is behind it. */
+void staging_make_empty(struct upg_runtime *rt, uint32_t f);
+/* Zap every queued stale slot now. */
+void staging_flush(struct upg_runtime *rt);
 /* Page @pte (locked, holding a frame) is mapped: ACTIVE, on the active list
  * unless pinned. */
 void page_activate(struct upg_runtime *rt, struct upg_pte *pte);

@@ -83,11 +83,11 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	uintptr_t s = (uintptr_t)frame_staging(rt, f);
 	int ret = -ENOTSUP;
 
-	upg_assert(!rt->frames[f].staged);
+	staging_make_empty(rt, f);
 	if (rt->use_move) {
 		ret = upg_uffd_move(&rt->staging_uffd, s, pa, rt->page_size, false);
 		if (ret == 0) {
-			rt->frames[f].staged = 1;
+			rt->frames[f].staged = SLOT_DATA;
 			pte_set_state(rt, pte, PS_INACTIVE);
 			pte_unlock(pte);
 			STAT_INC(rt, deactivations);
@@ -114,7 +114,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 		frame_move(rt, f, FL_ACTIVE);
 		return false;
 	}
-	rt->frames[f].staged = 1;
+	rt->frames[f].staged = SLOT_DATA;
 	pte_set_state(rt, pte, PS_INACTIVE);
 	pte->flags |= PTE_ZAPPING;
 	pte_unlock(pte);
@@ -175,7 +175,7 @@ static bool staged_is_zero(struct upg_runtime *rt, uint32_t f)
 	const uint64_t *w = (const uint64_t *)frame_staging(rt, f);
 	uint64_t acc = 0;
 
-	if (!rt->frames[f].staged)
+	if (rt->frames[f].staged != SLOT_DATA)
 		return false;
 	for (size_t i = 0; i < rt->page_size / sizeof(*w); i += 8) {
 		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] |
@@ -191,6 +191,12 @@ static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 {
 	unsigned done = 0, scanned = 0;
 
+	/*
+	 * Each deactivation needs an empty slot: zap the stale ones queued
+	 * so far in one go now, rather than one by one as slots are reused.
+	 */
+	if (__atomic_load_n(&rt->nzap, __ATOMIC_RELAXED) >= rt->zap_cap / 2)
+		staging_flush(rt);
 	while (done < n && scanned < 2 * n) {
 		struct upg_region *r;
 		struct upg_pte *pte;
@@ -244,7 +250,7 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 				pte_set_state(rt, pte, PS_INACTIVE);
 				frame_move(rt, w->frame, FL_INACTIVE);
 			} else {
-				frame_zap_staging(rt, w->frame);
+				staging_release(rt, w->frame);
 			}
 			pte->flags |= PTE_DIRTY;
 		} else if (pte->state == PS_WRITEBACK) {
@@ -259,7 +265,7 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 				swap_free(rt, slot);
 			else
 				pte->slot = slot;
-			frame_zap_staging(rt, w->frame);
+			staging_release(rt, w->frame);
 			STAT_INC(rt, pages_written);
 		}
 		pte_unlock(pte);
@@ -301,6 +307,8 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			continue;
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
 			/* clean: swap already has it */
+			if (pte->flags & PTE_PROBE)
+				predict_graded_wrong(rt);
 			frame_free(rt, f);
 			pte_set_state(rt, pte, PS_SWAPPED);
 			pte->flags &= PTE_PINNED;
@@ -351,7 +359,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 					if (pte->state == PS_WRITEBACK)
 						pte_set_state(rt, pte, PS_INACTIVE);
 					else /* faulted back: staging is garbage */
-						frame_zap_staging(rt, dirty[i + k].frame);
+						staging_release(rt, dirty[i + k].frame);
 					frame_move(rt, dirty[i + k].frame,
 						   pte->state == PS_INACTIVE ?
 						   FL_INACTIVE : FL_ACTIVE);

@@ -75,6 +75,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->prefetch_hits = LOAD(rt->c.prefetch_hits);
 	st->zero_filled_ahead = LOAD(rt->c.zero_filled_ahead);
 	st->zero_drops = LOAD(rt->c.zero_drops);
+	st->writable_installs = LOAD(rt->c.writable_installs);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
 
@@ -163,6 +164,9 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		" zero pages dropped unwritten\n",
 		st->prefetch_issued, st->prefetch_hits, st->zero_filled_ahead,
 		st->zero_drops);
+	fprintf(out, "  dirty tracking: %" PRIu64 " write-protect faults, %" PRIu64
+		" pages mapped writable ahead of a predicted write\n",
+		st->faults[UPG_FAULT_WP], st->writable_installs);
 	fprintf(out, "  discarded %" PRIu64 ", waited for reclaim %" PRIu64
 		", duplicate faults %" PRIu64 ", swap full %" PRIu64
 		", I/O errors %" PRIu64 "\n",

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <signal.h>
@@ -184,6 +185,42 @@ static void rewrite_after_swapin(enum upg_evict_mode mode)
 
 Test(dirty, rewrite_move) { rewrite_after_swapin(UPG_EVICT_MOVE); }
 Test(dirty, rewrite_copy) { rewrite_after_swapin(UPG_EVICT_COPY); }
+
+/*
+ * Pages read and then written on every pass: once their history shows it,
+ * they come back writable (no write-protect fault), and the writes made
+ * through such a mapping still reach swap.  A final read-only pass must
+ * find every byte of the last generation.
+ */
+static void predicted_writes(enum upg_evict_mode mode)
+{
+	struct upg_runtime *rt = test_runtime(2 * MiB, mode);
+	size_t npages = 4 * 2 * MiB / PS;
+	struct upg_stats st;
+	uint8_t *p;
+	unsigned gen;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	for (gen = 2; gen <= 6; gen++) {
+		/* read the whole page first: the fault is a read fault */
+		check_all(p, npages, gen - 1);
+		for (size_t i = 0; i < npages; i++)
+			fill_page(p + i * PS, i, PS, gen);
+	}
+	check_all(p, npages, gen - 1);
+	st = stats_of(rt);
+	cr_assert_gt(st.writable_installs, 0, "no page was mapped writable ahead");
+	/* predictions replace write-protect faults, they do not add to them */
+	cr_assert_lt(st.faults[UPG_FAULT_WP], 5 * npages,
+		     "%" PRIu64 " write-protect faults for %zu page writes",
+		     st.faults[UPG_FAULT_WP], 5 * npages);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(dirty, predicted_writes_move) { predicted_writes(UPG_EVICT_MOVE); }
+Test(dirty, predicted_writes_copy) { predicted_writes(UPG_EVICT_COPY); }
 
 Test(advise, cold_then_willneed)
 {
