@@ -140,11 +140,17 @@ static int start_threads(struct upg_runtime *rt)
 	ret = -pthread_create(&rt->reclaim_thread, NULL, reclaim_main, rt);
 	if (ret)
 		return ret;
+	/* named, so that top -H, perf and gdb show who is who */
+	pthread_setname_np(rt->reclaim_thread, "upager-reclaim");
 	for (unsigned i = 0; i < rt->nhandlers; i++) {
+		char name[16];
+
 		ret = -pthread_create(&rt->handlers[i].thread, NULL, handler_main,
 				      &rt->handlers[i]);
 		if (ret)
 			return ret;
+		snprintf(name, sizeof(name), "upager-fault%u", i % 100);
+		pthread_setname_np(rt->handlers[i].thread, name);
 	}
 	/* reclaim_tid tells handlers which faults are the reclaim thread's */
 	while (!__atomic_load_n(&rt->reclaim_tid, __ATOMIC_ACQUIRE))
