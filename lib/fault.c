@@ -30,15 +30,20 @@
 #define TAG_UFFD (1ULL << 56)
 #define TAG_WAKE (2ULL << 56)
 #define TAG_READ (3ULL << 56)
+#define TAG_READV (4ULL << 56) /* a run of reads; index: its first buffer */
 #define TAG_TYPE(t) ((t) & (0xffULL << 56))
 #define TAG_INDEX(t) ((unsigned)((t) & 0xffffffffULL))
 
 #define READ_RETRIES 3
+/* Most pages one vectored read-ahead request carries (32 KiB of 4 KiB). */
+#define READ_RUN_MAX 8
 #define PENDING_RETRY_NS 200000ULL
 /* A fault on an address no region claims is retried this long (mremap). */
 #define UNKNOWN_ADDR_TRIES 20000
 
 enum served { SERVED, DEFER_LOCK, DEFER_FRAME, DEFER_BUF, DEFER_REGION };
+
+static void read_done(struct upg_handler *h, unsigned b, int res);
 
 static bool is_write(uint64_t flags)
 {
@@ -328,10 +333,57 @@ static enum served fault_major(struct upg_handler *h, struct upg_region *r,
 		.write_fault = is_write(flags),
 		.prefetch = prefetch,
 		.busy = true,
+		.run_next = UINT32_MAX,
 	};
 	atomic_fetch_add(&r->inflight, 1);
-	submit_read(h, b);
+	if (!prefetch)
+		submit_read(h, b); /* read-ahead is submitted by prefetch_after() */
 	return SERVED;
+}
+
+/*
+ * Submit the reads of buffers @run[0..n) -- pages whose swap slots follow
+ * one another -- as one vectored request: one dio and one completion for
+ * the run instead of one per page, as the kernel's swap clusters do.  A
+ * run that fails is retried page by page (read_done()).
+ */
+static void submit_run(struct upg_handler *h, const unsigned *run, unsigned n)
+{
+	struct upg_runtime *rt = h->rt;
+	struct iovec *iov = &h->iov_pool[h->iov_used];
+
+	if (n == 1 || h->iov_used + n > ARRAY_SIZE(h->iov_pool)) {
+		for (unsigned i = 0; i < n; i++)
+			submit_read(h, run[i]);
+		return;
+	}
+	h->iov_used += n;
+	for (unsigned i = 0; i < n; i++) {
+		iov[i] = (struct iovec){ buffer_addr(h, run[i]), rt->page_size };
+		h->reads[run[i]].run_next = i + 1 < n ? run[i + 1] : UINT32_MAX;
+	}
+	upg_ring_readv(&h->ring, rt->swapfile.fd, iov, n,
+		       (uint64_t)h->reads[run[0]].slot * rt->page_size,
+		       TAG_READV | run[0]);
+	STAT_INC(rt, read_requests);
+}
+
+/* A vectored read of @res bytes ended: each page of it is done. */
+static void read_run_done(struct upg_handler *h, unsigned b, int res)
+{
+	int ps = (int)h->rt->page_size;
+
+	while (b != UINT32_MAX) {
+		unsigned next = h->reads[b].run_next;
+		/* a short run: the pages it covered are fine, the rest retry */
+		int mine = res < 0 ? res : res >= ps ? ps : 0;
+
+		if (res > 0)
+			res -= mine;
+		h->reads[b].run_next = UINT32_MAX;
+		read_done(h, b, mine);
+		b = next;
+	}
 }
 
 /*
@@ -347,6 +399,7 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 	unsigned mapped = h->stride.mapped;
 	bool continued = h->stride.stride && key == h->stride.expect;
 	int64_t stride = stride_next(&h->stride, key);
+	unsigned run[READ_RUN_MAX], nrun = 0;
 	bool map;
 
 	if (continued)
@@ -371,19 +424,30 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 		if (pte->state == PS_SWAPPED && !(pte->flags & PTE_ZAPPING)) {
 			s = fault_major(h, r, (size_t)t, pte, 0, 0, true);
 			if (s == SERVED) {
+				unsigned b = h->last_buffer;
+
 				pte->flags |= PTE_PREFETCHED;
 				STAT_INC(rt, prefetch_issued);
 				h->stride.issued++;
 				if (map) {
-					h->reads[h->last_buffer].map = true;
+					h->reads[b].map = true;
 					h->stride.mapped++;
 				}
+				if (nrun && (nrun == READ_RUN_MAX ||
+					     h->reads[b].slot !=
+					     h->reads[run[nrun - 1]].slot + 1)) {
+					submit_run(h, run, nrun);
+					nrun = 0;
+				}
+				run[nrun++] = b;
 			}
 		}
 		pte_unlock(pte);
 		if (s != SERVED)
 			break; /* out of buffers or frames */
 	}
+	if (nrun)
+		submit_run(h, run, nrun);
 }
 
 static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
@@ -830,6 +894,9 @@ static unsigned reap(struct upg_handler *h)
 		case TAG_READ:
 			read_done(h, TAG_INDEX(c[i].tag), c[i].res);
 			break;
+		case TAG_READV:
+			read_run_done(h, TAG_INDEX(c[i].tag), c[i].res);
+			break;
 		}
 	}
 	return n;
@@ -848,6 +915,13 @@ static unsigned retry_installs(struct upg_handler *h)
 		n++;
 	}
 	return n;
+}
+
+/* Hand the prepared requests to the kernel; their iovecs are free again. */
+static void handler_submit(struct upg_handler *h)
+{
+	upg_ring_submit(&h->ring);
+	h->iov_used = 0;
 }
 
 static inline void cpu_relax(void)
@@ -892,7 +966,7 @@ void *handler_main(void *arg)
 		 */
 		if (h->npending)
 			work += retry_pending(h);
-		upg_ring_submit(&h->ring);
+		handler_submit(h);
 		pthread_rwlock_unlock(&rt->fork_lock);
 		if (work) {
 			last_work = upg_now_ns();
@@ -906,7 +980,7 @@ void *handler_main(void *arg)
 		if (h->npending) {
 			pthread_rwlock_rdlock(&rt->fork_lock);
 			retry_pending(h);
-			upg_ring_submit(&h->ring);
+			handler_submit(h);
 			pthread_rwlock_unlock(&rt->fork_lock);
 		}
 	}

@@ -197,6 +197,7 @@ struct upg_read {
 	bool map;         /* prefetch of a proven stream: map, don't stage */
 	bool busy;
 	bool install_retry; /* read done, UFFDIO_COPY got EAGAIN: retry */
+	unsigned run_next;  /* next buffer of one vectored read, or UINT32_MAX */
 };
 
 /* prefetch.c: stride detection over a handler's recent major faults */
@@ -235,6 +236,9 @@ struct upg_handler {
 	unsigned free_bufs[IO_BUFS_PER_HANDLER];
 	unsigned nfree_bufs;
 	unsigned last_buffer;        /* taken by the latest fault_major() */
+	/* iovecs of vectored reads prepared since the last submit */
+	struct iovec iov_pool[IO_BUFS_PER_HANDLER];
+	unsigned iov_used;
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
 	bool starved;                /* counted in rt->frame_waiters */

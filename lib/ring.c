@@ -72,6 +72,18 @@ int upg_ring_read(struct upg_ring *r, int fd, void *buf, unsigned index,
 	return 0;
 }
 
+int upg_ring_readv(struct upg_ring *r, int fd, const struct iovec *iov,
+		   unsigned n, uint64_t off, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_readv(sqe, fd, iov, n, off);
+	io_uring_sqe_set_data64(sqe, tag);
+	return 0;
+}
+
 int upg_ring_writev(struct upg_ring *r, int fd, const struct iovec *iov,
 		    unsigned n, uint64_t off, uint64_t tag)
 {

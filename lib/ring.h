@@ -33,6 +33,9 @@ int upg_ring_register_buffers(struct upg_ring *r, void *base, size_t size,
 /* Read @len bytes at @off into buffer @index of the registered ones. */
 int upg_ring_read(struct upg_ring *r, int fd, void *buf, unsigned index,
 		  size_t len, uint64_t off, uint64_t tag);
+/* Read into @n buffers (the iovec array must live until the submit). */
+int upg_ring_readv(struct upg_ring *r, int fd, const struct iovec *iov,
+		   unsigned n, uint64_t off, uint64_t tag);
 int upg_ring_writev(struct upg_ring *r, int fd, const struct iovec *iov,
 		    unsigned n, uint64_t off, uint64_t tag);
 /* Multishot poll for POLLIN on @fd: one completion per wake-up. */
