@@ -148,12 +148,21 @@ enum upg_advice {
 	UPG_ADV_COLD,         /* evict the range now (written to swap if dirty) */
 	UPG_ADV_PIN,          /* keep the range resident until UNPIN (faults it in) */
 	UPG_ADV_UNPIN,        /* let the range be evicted again */
+	/*
+	 * The range is garbage (freed memory that may be reused soon): the
+	 * pages not mapped now -- swapped, inactive, in flight -- are
+	 * discarded without I/O, so neither their write nor their read back
+	 * is ever paid; mapped pages are left as they are, for reuse at no
+	 * cost.  Contents afterwards: unchanged or zero, page by page.  No
+	 * TLB flush, no system call.
+	 */
+	UPG_ADV_FREE,
 };
 
 /*
  * Apply @advice to [@addr, @addr + @len), which must lie inside one region;
  * @addr is rounded down and the end up to pager pages, except for DONTNEED
- * which only discards whole pages inside the range.  Returns -EINVAL for a
+ * and FREE, which only discard whole pages inside the range.  Returns -EINVAL for a
  * range outside the regions, -ENOMEM when PIN would exceed the budget.
  */
 int upg_advise(struct upg_runtime *rt, void *addr, size_t len, int advice);
@@ -308,7 +317,54 @@ struct upg_alloc_stats {
 	uint64_t cache_refills;   /* thread cache refills from slabs */
 	uint64_t cache_flushes;   /* thread cache returns to slabs */
 	uint64_t thread_caches;   /* threads with a cache now */
+	/* anonymous mappings of the shim (upg_mmap), all 0 when off */
+	uint64_t mmap_bytes;      /* intercepted mappings now */
+	uint64_t mmap_peak_bytes; /* their peak */
+	uint64_t mmap_calls;      /* mmap calls served from managed regions */
+	uint64_t mmap_passed;     /* mmap calls left to the kernel */
+	uint64_t mmap_partial;    /* munmap or mremap shrink of part of one */
+	uint64_t mremap_in_place; /* mremap grown or shrunk where it was */
+	uint64_t mremap_moves;    /* mremap that copied to a new place */
+	uint64_t mmap_detached_bytes; /* handed to the kernel (mprotect, MAP_FIXED) */
 };
+
+/*
+ * Anonymous memory mapped by the program: the mmap family of the LD_PRELOAD
+ * shim.  Programs with allocators of their own (compilers, language
+ * runtimes) take most of their memory straight from mmap(2); these serve
+ * it from managed regions too, so the budget holds for them.  Each behaves
+ * like its namesake in the C library (MAP_FAILED or -1 with errno set).
+ *
+ * Served by upager: private anonymous mappings, readable and writable, of
+ * at least UPAGER_MMAP_MIN bytes (default 16K), with no address hint and
+ * no flag but MAP_NORESERVE; munmap, mremap (grow, shrink, move) and
+ * madvise(MADV_DONTNEED, MADV_FREE) of them, in whole or in part.
+ * Everything else goes to the kernel unchanged.  mprotect to anything but
+ * read-write, MAP_FIXED over them and the fork-related madvise hand the
+ * pages concerned to the kernel first, contents kept: from then on they
+ * are ordinary, unpaged memory.  UPAGER_MMAP=0 turns interception off
+ * (default on whenever the pager is paged).
+ *
+ * @caller is the return address of the interposed call: calls made by
+ * libupager itself (the pager's own mappings) go straight to the kernel.
+ * NULL: a call of the program.
+ */
+void *upg_mmap(void *addr, size_t len, int prot, int flags, int fd,
+	       long off, const void *caller);
+int upg_munmap(void *addr, size_t len, const void *caller);
+void *upg_mremap(void *old_addr, size_t old_len, size_t new_len, int flags,
+		 void *new_addr, const void *caller);
+int upg_mprotect(void *addr, size_t len, int prot, const void *caller);
+int upg_madvise(void *addr, size_t len, int advice, const void *caller);
+
+/*
+ * Check an option of the allocator ("mmap", "mmap_min", in either case,
+ * without the UPAGER_ prefix) before it is put in the environment.
+ * 0; -EINVAL with a message naming the variable, its value and a good
+ * example in @err; -ENOENT if @name is not an allocator option.
+ */
+int upg_alloc_option_check(const char *name, const char *value, char *err,
+			   size_t errlen);
 
 /* Statistics of the process heap (all zero before the first allocation). */
 int upg_alloc_stats_get(struct upg_alloc_stats *st);

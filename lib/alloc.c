@@ -141,8 +141,16 @@ static struct upg_span *large_find(struct upg_heap *h, void *p,
 	unsigned kind;
 
 	if (s && atomic_load_explicit(&s->kind, memory_order_relaxed) ==
-			 UPG_SPAN_LARGE && s->base == (uintptr_t)p)
+			 UPG_SPAN_LARGE && s->base == (uintptr_t)p &&
+	    !(s->flags & (UPG_SPAN_MMAP | UPG_SPAN_HOLE)))
 		return s;
+	if (s && s->base == (uintptr_t)p &&
+	    (s->flags & (UPG_SPAN_MMAP | UPG_SPAN_HOLE))) {
+		/* the page map is shared with the mmap heap (alloc_mmap.c) */
+		pthread_mutex_unlock(&h->lock);
+		upg_alloc_bad_pointer(what, p,
+				      "it was returned by mmap(), not by malloc()");
+	}
 	s = span_covering((uintptr_t)p);
 	kind = s ? atomic_load_explicit(&s->kind, memory_order_relaxed)
 		 : UPG_SPAN_UNUSED;
@@ -297,7 +305,7 @@ void *upg_heap_realloc(struct upg_heap *h, struct upg_tcache *tc, void *p,
 		pthread_mutex_unlock(&h->lock);
 		return p;
 	}
-	if (upg_pages_grow(h, s, units)) {
+	if (upg_pages_grow(h, s, units, NULL)) {
 		h->large_bytes += (units * UPG_UNIT) - old;
 		h->grow_in_place++;
 		pthread_mutex_unlock(&h->lock);
@@ -342,6 +350,23 @@ bool upg_heap_owns(struct upg_heap *h, const void *p)
 		found = (uintptr_t)p >= r->base && (uintptr_t)p < r->base + r->len;
 	pthread_mutex_unlock(&h->lock);
 	return found;
+}
+
+bool upg_heap_region_after(struct upg_heap *h, uintptr_t a, uintptr_t *lo,
+			   uintptr_t *hi)
+{
+	struct upg_heap_region *r, *best = NULL;
+
+	pthread_mutex_lock(&h->lock);
+	for (r = h->regions; r; r = r->next)
+		if (r->base + r->len > a && (!best || r->base < best->base))
+			best = r;
+	if (best) {
+		*lo = best->base;
+		*hi = best->base + best->len;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return best != NULL;
 }
 
 void upg_heap_stats(struct upg_heap *h, struct upg_alloc_stats *st)

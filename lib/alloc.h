@@ -12,17 +12,22 @@
  *   alloc_provider.c where regions come from: a runtime, or plain mmap
  *   alloc_process.c  the process-wide heap behind upg_malloc(): lazy start,
  *                    bootstrap arena, thread exit, fork, statistics at exit
+ *   alloc_mmap.c     anonymous mmap/munmap/mremap of the shim, served by a
+ *                    second heap of the same kind
  *
  * Lock order (outer first), all below every pager lock except that the
  * pager is called with them held (the pager never calls the allocator):
  *
+ *   0. the mmap lock          (alloc_mmap.c: the intercepted mappings; held
+ *                             while their memory is copied: see there)
  *   1. heap->central[c].lock  (one size class: its partial slabs, avail bits)
  *   2. heap->lock             (page heap: free spans, regions, span pool)
  *   3. upg_pagemap_lock       (creation of page-map leaves)
  *   4. heap->tc_lock          (the list of thread caches; leaf lock)
  *
- * No allocator lock is held while managed memory is touched (memset, memcpy
- * run unlocked), so a thread holding one never waits for a page fault.
+ * No allocator lock but the mmap lock is held while managed memory is
+ * touched (memset, memcpy run unlocked), so a thread holding one never
+ * waits for a page fault.
  */
 #ifndef UPG_ALLOC_H
 #define UPG_ALLOC_H
@@ -134,6 +139,10 @@ enum upg_span_kind {
 			     * LARGE, as allocated: every byte is zero */
 #define UPG_SPAN_RFIRST 0x04 /* starts at its region's base */
 #define UPG_SPAN_RLAST 0x08  /* ends at its region's end */
+#define UPG_SPAN_MMAP 0x10   /* LARGE: an intercepted mmap (alloc_mmap.c),
+			      * not a malloc block: free() rejects it */
+#define UPG_SPAN_HOLE 0x20   /* LARGE: given over to the kernel (MAP_FIXED,
+			      * mprotect); never freed, never reused */
 
 /*
  * A run of units inside one region.  Described outside the region, in the
@@ -403,6 +412,9 @@ void upg_heap_free(struct upg_heap *h, struct upg_tcache *tc, void *p);
 size_t upg_heap_usable_size(struct upg_heap *h, void *p);
 /* Does @p lie in memory of @h (allocated or not)? */
 bool upg_heap_owns(struct upg_heap *h, const void *p);
+/* The lowest region of @h that ends after @a: its bounds, or false. */
+bool upg_heap_region_after(struct upg_heap *h, uintptr_t a, uintptr_t *lo,
+			   uintptr_t *hi);
 void upg_heap_stats(struct upg_heap *h, struct upg_alloc_stats *st);
 /* Debug: walk every region and list; check the invariants above. */
 bool upg_heap_is_valid(struct upg_heap *h);
@@ -419,8 +431,14 @@ _Noreturn void upg_alloc_bad_pointer(const char *what, const void *p,
 /* alloc_extent.c: the page heap (callers hold h->lock) */
 struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
 				 size_t align_units);
+struct upg_span *upg_pages_alloc_at(struct upg_heap *h, uintptr_t base,
+				    size_t units);
+struct upg_span *upg_pages_find(struct upg_heap *h, uintptr_t addr);
 void upg_pages_free(struct upg_heap *h, struct upg_span *s);
-bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units);
+bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units,
+		    bool *zero);
+struct upg_span *upg_pages_split(struct upg_heap *h, struct upg_span *s,
+				 size_t units);
 void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units);
 void upg_pages_set_map(struct upg_span *s);
 void upg_span_put(struct upg_heap *h, struct upg_span *s);
@@ -500,5 +518,28 @@ void upg_slab_destroy_states(struct upg_heap *h);
 /* The slab holding small object @p and its index; aborts naming @what if
  * @p is not the start of a live object. */
 struct upg_span *upg_slab_find(void *p, uint32_t *idxp, const char *what);
+
+/* ------------------------------------------------------------------------ */
+/* alloc_mmap.c: anonymous mappings of the shim                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Start serving the program's anonymous mmap()s from regions of @rt, as
+ * UPAGER_MMAP and UPAGER_MMAP_MIN say; @malloc_heap is the process heap
+ * (munmap of its memory is refused).  Called once, by the process heap's
+ * start, before any intercepted call can see it.  0, or -errno when the
+ * variables are bad (the message is in @err).
+ */
+int upg_mmap_start(struct upg_runtime *rt, struct upg_heap *malloc_heap,
+		   char *err, size_t errlen);
+/* alloc_process.c: start the process heap (and this) if not yet started */
+void upg_alloc_start(void);
+void upg_mmap_fork_prepare(void);
+void upg_mmap_fork_parent(void);
+void upg_mmap_fork_child(void);
+/* Adds the mmap counters to @st. */
+void upg_mmap_stats(struct upg_alloc_stats *st);
+/* The heap behind intercepted mappings (tests), NULL when off. */
+struct upg_heap *upg_mmap_heap(void);
 
 #endif /* UPG_ALLOC_H */

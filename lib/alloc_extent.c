@@ -360,32 +360,18 @@ static struct upg_span *find_fit(struct upg_heap *h, size_t units)
 }
 
 /*
- * Take @units units aligned to @align_units units (a power of two) from
- * the free spans, growing the heap if needed.  Returns the new span with
- * kind still FREE (the caller sets it and the page map) and flags ZERO,
- * RFIRST, RLAST as they hold; NULL when out of memory.
+ * Cut @units units at unit offset @off out of FREE span @s: [front = s][a]
+ * [back], front and back possibly empty.  Returns @a with kind still FREE
+ * and flags ZERO, RFIRST, RLAST as they hold; NULL if no span struct.
  */
-struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
-				 size_t align_units)
+static struct upg_span *carve(struct upg_heap *h, struct upg_span *s,
+			      size_t off, size_t units)
 {
-	size_t need = units + (align_units > 1 ? align_units - 1 : 0);
-	struct upg_span *s, *a, *back;
+	struct upg_span *a, *back;
 	uintptr_t lo, hi, dlo, dhi;
-	size_t off, total;
+	size_t total;
 	uint8_t fl, zero;
 
-	if (need < units || need > ((size_t)UINT32_MAX >> 1))
-		return NULL;
-	s = find_fit(h, need);
-	if (!s) {
-		s = grow(h, need);
-		if (!s)
-			return NULL;
-	}
-	off = align_units > 1
-		      ? (upg_align_up(s->base, align_units * UPG_UNIT) - s->base) /
-				UPG_UNIT
-		      : 0;
 	fl = s->flags;
 	lo = s->base + off * UPG_UNIT;
 	hi = lo + units * UPG_UNIT;
@@ -407,7 +393,6 @@ struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
 		free_shrink_front(h, s, units);
 		return a;
 	}
-	/* aligned: [front = s][a][back], back may be empty */
 	back = NULL;
 	total = s->units;
 	if (total - off - units) {
@@ -437,6 +422,80 @@ struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
 	hull_set(s, dlo, dhi, s->base, lo);
 	free_insert(h, s);
 	return a;
+}
+
+/*
+ * Take @units units aligned to @align_units units (a power of two) from
+ * the free spans, growing the heap if needed.  Returns the new span with
+ * kind still FREE (the caller sets it and the page map) and flags ZERO,
+ * RFIRST, RLAST as they hold; NULL when out of memory.
+ */
+struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
+				 size_t align_units)
+{
+	size_t need = units + (align_units > 1 ? align_units - 1 : 0);
+	struct upg_span *s;
+	size_t off;
+
+	if (need < units || need > ((size_t)UINT32_MAX >> 1))
+		return NULL;
+	s = find_fit(h, need);
+	if (!s) {
+		s = grow(h, need);
+		if (!s)
+			return NULL;
+	}
+	off = align_units > 1
+		      ? (upg_align_up(s->base, align_units * UPG_UNIT) - s->base) /
+				UPG_UNIT
+		      : 0;
+	return carve(h, s, off, units);
+}
+
+/*
+ * The span covering @addr, which lies in a region of @h.  Only the ends
+ * of a FREE or LARGE span are in the page map, so this walks back a unit
+ * at a time to the nearest entry that covers @addr (bounded by the
+ * region's base).  For the rare paths only: mmap(MAP_FIXED) into free
+ * space, error messages.
+ */
+struct upg_span *upg_pages_find(struct upg_heap *h, uintptr_t addr)
+{
+	struct upg_heap_region *r;
+	uintptr_t a = addr & ~(uintptr_t)(UPG_UNIT - 1);
+
+	for (r = h->regions; r; r = r->next)
+		if (addr >= r->base && addr < r->base + r->len)
+			break;
+	if (!r)
+		return NULL;
+	for (;; a -= UPG_UNIT) {
+		struct upg_span *s = upg_pagemap_get(a);
+
+		if (s && atomic_load_explicit(&s->kind, memory_order_relaxed) !=
+				 UPG_SPAN_UNUSED &&
+		    s->base <= addr && addr < span_end(s))
+			return s;
+		if (a == r->base)
+			return NULL;
+	}
+}
+
+/*
+ * Take exactly [@base, @base + @units units), which must lie in one FREE
+ * span of @h.  Returns it as upg_pages_alloc() does; NULL if that range is
+ * not free or no span struct can be had.
+ */
+struct upg_span *upg_pages_alloc_at(struct upg_heap *h, uintptr_t base,
+				    size_t units)
+{
+	struct upg_span *s = upg_pages_find(h, base);
+
+	if (!s || atomic_load_explicit(&s->kind, memory_order_relaxed) !=
+			  UPG_SPAN_FREE ||
+	    base % UPG_UNIT || base + units * UPG_UNIT > span_end(s))
+		return NULL;
+	return carve(h, s, (base - s->base) / UPG_UNIT, units);
 }
 
 /* ---------------------------------------------------------------- free */
@@ -478,6 +537,7 @@ void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 	uintptr_t dlo = s->base, dhi = span_end(s);
 
 	upg_assert(s->kind == UPG_SPAN_LARGE || s->kind == UPG_SPAN_SLAB);
+	upg_assert(!(s->flags & UPG_SPAN_HOLE));
 
 	/* all of it is dirty, so "zero outside the hull" holds trivially */
 	s->flags = (s->flags & (UPG_SPAN_RFIRST | UPG_SPAN_RLAST)) |
@@ -508,14 +568,21 @@ void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 	dirty_trim(h);
 }
 
-/* Extend LARGE span @s in place to @units units.  False if it cannot. */
-bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units)
+/*
+ * Extend LARGE span @s in place to @units units.  False if it cannot.
+ * *@zero (if not NULL) tells whether the units added are known to be zero.
+ */
+bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units,
+		    bool *zero)
 {
 	struct upg_span *n = free_after(s);
 	size_t k = units - s->units;
 
 	if (!n || n->units < k)
 		return false;
+	if (zero)
+		*zero = (n->flags & UPG_SPAN_ZERO) &&
+			!hull_meets(n, n->base, n->base + k * UPG_UNIT);
 	if (n->units == k) {
 		free_remove(h, n);
 		s->flags |= n->flags & UPG_SPAN_RLAST;
@@ -529,21 +596,38 @@ bool upg_pages_grow(struct upg_heap *h, struct upg_span *s, size_t units)
 	return true;
 }
 
+/*
+ * Split LARGE span @s after its first @units units (0 < @units < length):
+ * @s keeps them, the new LARGE span returned holds the rest and inherits
+ * the MMAP and HOLE flags.  NULL if no span struct can be had.
+ */
+struct upg_span *upg_pages_split(struct upg_heap *h, struct upg_span *s,
+				 size_t units)
+{
+	struct upg_span *t;
+
+	upg_assert(units > 0 && units < s->units);
+	t = span_get(h);
+	if (!t)
+		return NULL;
+	t->base = s->base + units * UPG_UNIT;
+	t->units = s->units - (uint32_t)units;
+	t->flags = s->flags & (UPG_SPAN_RLAST | UPG_SPAN_MMAP | UPG_SPAN_HOLE);
+	atomic_store_explicit(&t->kind, UPG_SPAN_LARGE, memory_order_relaxed);
+	s->flags &= (uint8_t)~(UPG_SPAN_RLAST | UPG_SPAN_ZERO);
+	s->units = (uint32_t)units;
+	upg_pagemap_set(span_end(s) - UPG_UNIT, s);
+	upg_pages_set_map(t);
+	return t;
+}
+
 /* Cut LARGE span @s down to @units units; the tail is freed. */
 void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units)
 {
-	struct upg_span *t = span_get(h);
+	struct upg_span *t = upg_pages_split(h, s, units);
 
-	if (!t)
-		return; /* keep it whole: correct, just not tight */
-	t->base = s->base + units * UPG_UNIT;
-	t->units = s->units - (uint32_t)units;
-	t->flags = s->flags & UPG_SPAN_RLAST;
-	atomic_store_explicit(&t->kind, UPG_SPAN_LARGE, memory_order_relaxed);
-	s->flags &= (uint8_t)~UPG_SPAN_RLAST;
-	s->units = (uint32_t)units;
-	upg_pagemap_set(span_end(s) - UPG_UNIT, s);
-	upg_pages_free(h, t);
+	if (t) /* else keep it whole: correct, just not tight */
+		upg_pages_free(h, t);
 }
 
 /* ------------------------------------------------------------- teardown */

@@ -168,10 +168,12 @@ static void stats_setup(void)
 
 /* ---------------------------------------------------------------- fork */
 
+/* The mmap lock comes first in the lock order (alloc.h). */
 static void fork_prepare(void)
 {
 	struct upg_heap *h = atomic_load(&proc_heap);
 
+	upg_mmap_fork_prepare();
 	if (h)
 		upg_heap_fork_prepare(h);
 }
@@ -182,6 +184,7 @@ static void fork_parent(void)
 
 	if (h)
 		upg_heap_fork_parent(h);
+	upg_mmap_fork_parent();
 }
 
 static void fork_child(void)
@@ -190,6 +193,7 @@ static void fork_child(void)
 
 	if (h)
 		upg_heap_fork_child(h, (uintptr_t)t_cache > 1 ? t_cache : NULL);
+	upg_mmap_fork_child();
 }
 
 /* ------------------------------------------------------------- starting */
@@ -229,6 +233,7 @@ static int heap_start(struct upg_runtime *rt)
 {
 	struct upg_heap_params params = { 0 };
 	struct upg_region_ops ops;
+	bool given = rt != NULL; /* by upg_alloc_init: errors are returned */
 	struct upg_heap *h;
 	int ret;
 
@@ -268,6 +273,21 @@ static int heap_start(struct upg_runtime *rt)
 	if (pthread_key_create(&tc_key, tc_destructor)) {
 		upg_heap_destroy(h);
 		return -EAGAIN;
+	}
+	if (rt) {
+		char err[256];
+
+		ret = upg_mmap_start(rt, h, err, sizeof(err));
+		if (ret == -EINVAL && !given) {
+			/* a bad UPAGER_* variable, as above */
+			upg_log("%s", err);
+			_exit(2);
+		}
+		if (ret < 0) {
+			pthread_key_delete(tc_key);
+			upg_heap_destroy(h);
+			return ret;
+		}
 	}
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	stats_setup();
@@ -319,6 +339,11 @@ static struct upg_heap *heap_get(void)
 	}
 	t_starting = false;
 	return atomic_load_explicit(&proc_heap, memory_order_acquire);
+}
+
+void upg_alloc_start(void)
+{
+	heap_get();
 }
 
 static struct upg_tcache *tcache_slow(struct upg_heap *h)
@@ -556,6 +581,7 @@ UPG_API int upg_alloc_stats_get(struct upg_alloc_stats *st)
 		return 0;
 	}
 	upg_heap_stats(h, st);
+	upg_mmap_stats(st);
 	return 0;
 }
 
@@ -583,4 +609,15 @@ UPG_API void upg_alloc_stats_print(const struct upg_alloc_stats *st,
 		(unsigned long long)st->thread_caches,
 		(unsigned long long)st->cache_refills,
 		(unsigned long long)st->cache_flushes);
+	if (!st->mmap_calls && !st->mmap_passed)
+		return;
+	fprintf(out, "  mmap             %10.1f MiB now, %.1f MiB at most  (%llu served, %llu left to the kernel)\n",
+		st->mmap_bytes / mib, st->mmap_peak_bytes / mib,
+		(unsigned long long)st->mmap_calls,
+		(unsigned long long)st->mmap_passed);
+	fprintf(out, "  munmap, mremap   %llu of part of a mapping, %llu in place, %llu moved; %.1f MiB handed to the kernel\n",
+		(unsigned long long)st->mmap_partial,
+		(unsigned long long)st->mremap_in_place,
+		(unsigned long long)st->mremap_moves,
+		st->mmap_detached_bytes / mib);
 }
