@@ -165,7 +165,7 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 	size_t first, last;
 	int ret = 0;
 
-	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_UNPIN)
+	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_FREE)
 		return -EINVAL;
 	if (!rt->paged) {
 		if (advice == UPG_ADV_DONTNEED)
@@ -182,14 +182,17 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 		return -EINVAL;
 	}
 	switch (advice) {
-	case UPG_ADV_DONTNEED: {
+	case UPG_ADV_DONTNEED:
+	case UPG_ADV_FREE: {
 		uintptr_t base = atomic_load(&r->base);
 
 		/* whole pages only: a partial page still holds live data */
 		first = (start - base + rt->page_size - 1) >> rt->page_shift;
 		last = (start + len - base) >> rt->page_shift;
 		if (first < last)
-			region_discard_pages(rt, r, first, last, true);
+			region_discard_pages(rt, r, first, last,
+					     advice == UPG_ADV_FREE ?
+					     DISCARD_UNMAPPED : DISCARD_AND_ZAP);
 		break;
 	}
 	case UPG_ADV_WILLNEED:

@@ -414,8 +414,13 @@ int region_table_init(struct upg_runtime *rt);
 void region_table_destroy(struct upg_runtime *rt);
 /* Discard pages [first, last) of @r: slots and frames freed, state EMPTY.
  * @zap: also drop what is mapped in the region. */
+enum upg_discard_mode {
+	DISCARD_DATA,     /* every page; the range is unmapped by the caller */
+	DISCARD_AND_ZAP,  /* every page, and the range is zapped here */
+	DISCARD_UNMAPPED, /* only pages not mapped now: no zap, no TLB flush */
+};
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
-			  size_t first, size_t last, bool zap);
+			  size_t first, size_t last, enum upg_discard_mode mode);
 /* uffd non-cooperative events */
 void region_event_remove(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end);

@@ -72,9 +72,10 @@ static void selfzap(struct upg_runtime *rt, uintptr_t pa)
 
 /*
  * Unmap the ACTIVE page @pte (locked; its frame @f isolated by the caller)
- * into staging.  Returns with the page unlocked, INACTIVE (or EMPTY if the
- * program had zapped it), its frame still isolated.  Returns false if the
- * page turned out to be gone.
+ * into staging.  Returns with the page unlocked, INACTIVE and its frame at
+ * the tail of the inactive list -- put there under the page lock, since
+ * once it is dropped a discard or a soft fault may take the frame.  Returns
+ * false if the page turned out to be gone.
  */
 static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 			      size_t page, struct upg_pte *pte, uint32_t f)
@@ -89,6 +90,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 		if (ret == 0) {
 			rt->frames[f].staged = SLOT_DATA;
 			pte_set_state(rt, pte, PS_INACTIVE);
+			frame_move(rt, f, FL_INACTIVE);
 			pte_unlock(pte);
 			STAT_INC(rt, deactivations);
 			return true;
@@ -122,6 +124,12 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	selfzap(rt, pa);
 	pte_lock(pte);
 	pte->flags &= (uint8_t)~PTE_ZAPPING;
+	/* discarded while it was being zapped: the frame is not ours now */
+	if (pte->state != PS_INACTIVE || pte->frame != f) {
+		pte_unlock(pte);
+		return false;
+	}
+	frame_move(rt, f, FL_INACTIVE);
 	pte_unlock(pte);
 	STAT_INC(rt, deactivations);
 	return true;
@@ -210,10 +218,8 @@ static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 		if (!pte)
 			continue;
 		frame_move(rt, f, FL_ISOLATED);
-		if (deactivate_locked(rt, r, page, pte, f)) {
-			frame_move(rt, f, FL_INACTIVE);
+		if (deactivate_locked(rt, r, page, pte, f))
 			done++;
-		}
 	}
 	return done;
 }

@@ -184,12 +184,14 @@ fail:
 }
 
 /*
- * Drop every page of [first, last) to EMPTY.  Called with regions_lock held
+ * Drop the pages of [first, last) to EMPTY.  Called with regions_lock held
  * (read or write).  Pages with I/O in flight are marked PTE_DISCARD and
- * finished by the I/O completion.
+ * finished by the I/O completion.  DISCARD_UNMAPPED leaves mapped pages
+ * alone, so it needs no zap and sends no TLB flush: the pages it drops are
+ * not in the program's page table.
  */
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
-			  size_t first, size_t last, bool zap)
+			  size_t first, size_t last, enum upg_discard_mode mode)
 {
 	uint64_t n = 0;
 
@@ -197,14 +199,27 @@ void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 		last = r->npages;
 	for (size_t i = first; i < last; i++) {
 		struct upg_pte *pte = &r->ptes[i];
+		uint8_t zapping;
 
 		if (pte->state == PS_EMPTY)
 			continue; /* racy peek: EMPTY pages have nothing to free */
 		pte_lock(pte);
+		/* still mapped: ACTIVE, or INACTIVE with the zap to come */
+		if (mode == DISCARD_UNMAPPED &&
+		    (pte->state == PS_ACTIVE || (pte->flags & PTE_ZAPPING))) {
+			pte_unlock(pte);
+			continue;
+		}
 		if (pte->flags & PTE_PINNED) {
 			pte->flags &= (uint8_t)~PTE_PINNED;
 			atomic_fetch_sub(&rt->pinned_pages, 1);
 		}
+		/*
+		 * A page the reclaim thread is zapping stays ZAPPING after the
+		 * drop: its zap is still to come, and a fault served before it
+		 * would install a page that the zap then takes away.
+		 */
+		zapping = pte->flags & PTE_ZAPPING;
 		switch (pte->state) {
 		case PS_EMPTY:
 			break;
@@ -237,9 +252,10 @@ void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			n++;
 			break;
 		}
+		pte->flags |= zapping;
 		pte_unlock(pte);
 	}
-	if (zap && last > first) {
+	if (mode == DISCARD_AND_ZAP && last > first) {
 		uintptr_t a = region_page_addr(r, first, rt->page_size);
 
 		madvise((void *)a, (last - first) * rt->page_size, MADV_DONTNEED);
@@ -281,7 +297,7 @@ UPG_API int upg_region_release(struct upg_runtime *rt, void *addr)
 	}
 	/* Free slots and frames while no fault can look at the pages. */
 	if (rt->paged)
-		region_discard_pages(rt, r, 0, r->npages, false);
+		region_discard_pages(rt, r, 0, r->npages, DISCARD_DATA);
 	region_unlink_locked(rt, r);
 	base = atomic_load(&r->base);
 	len = r->len;
@@ -303,7 +319,7 @@ void region_table_destroy(struct upg_runtime *rt)
 			size_t len = r->len;
 
 			if (rt->paged)
-				region_discard_pages(rt, r, 0, r->npages, false);
+				region_discard_pages(rt, r, 0, r->npages, DISCARD_DATA);
 			region_unlink_locked(rt, r);
 			if (rt->paged && rt->uffd.fd >= 0)
 				upg_uffd_unregister(&rt->uffd, base, len);
@@ -346,7 +362,7 @@ static void discard_range(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last)
 {
 	if (first < last)
-		region_discard_pages(rt, r, first, last, false);
+		region_discard_pages(rt, r, first, last, DISCARD_DATA);
 }
 
 void region_event_remove(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
@@ -413,7 +429,7 @@ void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 			upg_warn_once("mremap of part of a region (%#lx+%zu) is not "
 				      "tracked; the moved pages are unmanaged",
 				      (unsigned long)from, len);
-			region_discard_pages(rt, r, first, last, false);
+			region_discard_pages(rt, r, first, last, DISCARD_DATA);
 		}
 	}
 	pthread_rwlock_unlock(&rt->regions_lock);

@@ -272,6 +272,56 @@ Test(advise, dontneed_discards_without_io)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * FREE: the pages that are not mapped are dropped without I/O; mapped ones
+ * keep their data.  Reusing the range then reads nothing from swap.
+ */
+Test(advise, free_drops_unmapped_pages)
+{
+	struct upg_runtime *rt = test_runtime(2 * MiB, UPG_EVICT_MOVE);
+	size_t npages = 4 * 2 * MiB / PS, kept = 0;
+	struct upg_stats before, after;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	before = stats_of(rt);
+	cr_assert_gt(before.swapped_pages, npages / 2);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_FREE), 0);
+	after = stats_of(rt);
+	cr_assert_eq(after.swapped_pages, 0, "%" PRIu64 " pages still in swap",
+		     after.swapped_pages);
+	cr_assert_eq(after.pages_written, before.pages_written);
+	/* each page reads as its old data or as zero */
+	for (size_t i = 0; i < npages; i++) {
+		const uint8_t *q = p + i * PS;
+
+		if (check_page(q, i, PS, 1) == SIZE_MAX) {
+			kept++;
+			continue;
+		}
+		for (size_t j = 0; j < PS; j++)
+			cr_assert_eq(q[j], 0, "page %zu byte %zu neither old nor zero",
+				     i, j);
+	}
+	cr_assert_gt(kept, 0, "no mapped page kept its data");
+	cr_assert_lt(kept, npages / 2);
+	before = stats_of(rt);
+	write_all(p, npages, 2);
+	after = stats_of(rt);
+	/*
+	 * Reusing freed memory reads nothing back, except pages that were
+	 * mapped at FREE time (kept) and were evicted since: without FREE
+	 * every swapped page would be read.
+	 */
+	cr_assert_leq(after.pages_read - before.pages_read, kept,
+		      "%" PRIu64 " pages read back, only %zu were kept",
+		      after.pages_read - before.pages_read, kept);
+	check_all(p, npages, 2);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, pinned_pages_stay)
 {
 	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
