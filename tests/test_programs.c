@@ -9,7 +9,10 @@
  *
  * Each paged run writes its statistics to a file (--stats=FILE), and the
  * test checks from them that pages really went to swap: a budget that was
- * never exceeded would prove nothing.
+ * never exceeded would prove nothing.  Programs that take their memory
+ * from mmap (gcc's cc1, CPython's arenas) run with the shim's mmap
+ * interception (on by default), and their peak RSS is held to the budget
+ * plus a slack.
  */
 #include "config.h"
 
@@ -117,21 +120,56 @@ static unsigned long long pages_written(const char *stats)
 	return total;
 }
 
+/* Intercepted mmap calls, summed over the "mmap ... (N served" lines. */
+static unsigned long long mmaps_served(const char *stats)
+{
+	unsigned long long total = 0, n;
+	char line[512];
+	FILE *f = fopen(stats, "r");
+	const char *p;
+
+	cr_assert_not_null(f, "no statistics in %s", stats);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "  mmap ", 7) && (p = strchr(line, '(')) &&
+		    sscanf(p, "(%llu served", &n) == 1)
+			total += n;
+	fclose(f);
+	return total;
+}
+
+/* The peak RSS in KiB that GNU time wrote to @path. */
+static long rss_kib(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long kib = -1;
+
+	cr_assert_not_null(f, "no %s", path);
+	cr_assert_eq(fscanf(f, "%ld", &kib), 1, "%s: no number", path);
+	fclose(f);
+	return kib;
+}
+
 /*
  * Run @cmd plainly and under upager with @budget; same stdout and exit
  * status, and the paged run must really have paged.  A paged run that
  * hangs is killed after @limit seconds (a failure, not a stuck suite).
+ * With @slack_mib >= 0 and GNU time installed, the paged run's peak RSS
+ * must also stay within the budget plus that slack (the program's text,
+ * stacks and the few mappings upager leaves to the kernel).
  */
-static void compare(const char *env, const char *budget, int limit,
-		    const char *cmd)
+static void compare_rss(const char *env, const char *budget, int limit,
+			const char *cmd, long slack_mib)
 {
-	char stats[300];
+	bool rss = slack_mib >= 0 && access("/usr/bin/time", X_OK) == 0;
+	char stats[300], path[300];
 	int plain, paged;
 
-	plain = sh("cd '%s' && %s %s > plain.out 2> plain.err", dir, env, cmd);
-	paged = sh("cd '%s' && %s timeout -k 10 %d '%s' run --budget %s"
+	plain = sh("cd '%s' && %s %s %s > plain.out 2> plain.err", dir, env,
+		   rss ? "/usr/bin/time -f %M -o plain.rss" : "", cmd);
+	paged = sh("cd '%s' && %s timeout -k 10 %d %s '%s' run --budget %s"
 		   " --stats='%s/stats' -- %s > paged.out 2> paged.err", dir, env,
-		   limit, upager, budget, dir, cmd);
+		   limit, rss ? "/usr/bin/time -f %M -o paged.rss" : "", upager,
+		   budget, dir, cmd);
 	cr_assert_neq(paged, 124, "%s: still running after %d s under upager",
 		      cmd, limit);
 	if (paged != plain)
@@ -144,6 +182,27 @@ static void compare(const char *env, const char *budget, int limit,
 	cr_assert_gt(pages_written(stats), 0,
 		     "%s: nothing was written to swap: the budget was never exceeded",
 		     cmd);
+	if (rss) {
+		size_t b = 0;
+		long plain_kib, paged_kib;
+
+		cr_assert_eq(upg_parse_size(budget, &b), 0);
+		snprintf(path, sizeof(path), "%s/plain.rss", dir);
+		plain_kib = rss_kib(path);
+		snprintf(path, sizeof(path), "%s/paged.rss", dir);
+		paged_kib = rss_kib(path);
+		cr_log_info("%s: peak RSS %ld KiB plain, %ld KiB under a budget of %s",
+			    cmd, plain_kib, paged_kib, budget);
+		cr_assert_leq(paged_kib, (long)(b >> 10) + slack_mib * 1024,
+			      "%s: peak RSS %ld KiB, over the budget %s + %ld MiB",
+			      cmd, paged_kib, budget, slack_mib);
+	}
+}
+
+static void compare(const char *env, const char *budget, int limit,
+		    const char *cmd)
+{
+	compare_rss(env, budget, limit, cmd, -1);
 }
 
 TestSuite(programs, .init = setup, .fini = teardown, .timeout = 900);
@@ -157,6 +216,43 @@ Test(programs, python_dicts_and_lists)
 	 * not malloc; this way every object is on upager's heap */
 	compare("PYTHONMALLOC=malloc", "128M", 300,
 		"python3 " UPG_TEST_SRCDIR "/tests/progs/bigdict.py 300000");
+}
+
+/*
+ * CPython's own small-object allocator (the default, without
+ * PYTHONMALLOC=malloc) takes its arenas from mmap: paged only through the
+ * shim's mmap interception.
+ */
+Test(programs, python_pymalloc_arenas_mmap)
+{
+	char stats[300];
+
+	need_userfaultfd();
+	if (!have("python3"))
+		cr_skip_test("python3 not installed");
+	compare_rss("", "48M", 300,
+		    "python3 " UPG_TEST_SRCDIR "/tests/progs/bigdict.py 100000", 40);
+	snprintf(stats, sizeof(stats), "%s/stats", dir);
+	cr_assert_gt(mmaps_served(stats), 0, "no arena was mapped by upager");
+}
+
+/*
+ * gcc's cc1 keeps its garbage-collected heap in mmap()ed pages: a large
+ * generated source compiled at -O2 (about 125 MiB at its peak) under a
+ * budget of 48 MiB, its assembler output compared.
+ */
+Test(programs, gcc_large_source_mmap)
+{
+	char stats[300];
+
+	need_userfaultfd();
+	if (!have("gcc"))
+		cr_skip_test("gcc not installed");
+	cr_assert_eq(sh("cd '%s' && awk -v N=200 -f " UPG_TEST_SRCDIR
+			"/tests/progs/gen_c.awk > big.c", dir), 0);
+	compare_rss("", "48M", 600, "gcc -O2 -S -o - big.c", 40);
+	snprintf(stats, sizeof(stats), "%s/stats", dir);
+	cr_assert_gt(mmaps_served(stats), 0, "cc1's heap was not mapped by upager");
 }
 
 Test(programs, gnu_sort_big_file)

@@ -49,6 +49,10 @@ static const char usage_text[] =
 	"      --swap-dir DIR      directory of the anonymous swap file [SWAP_DIR]\n"
 	"  -p, --page-size SIZE    pager page: 4K to 2M, a power of two [PAGE_SIZE]\n"
 	"  -t, --threads N         fault-handler threads [THREADS]\n"
+	"      --mmap, --no-mmap   page the program's anonymous mmap()s too, or\n"
+	"                          leave them to the kernel (default: page) [MMAP]\n"
+	"      --mmap-min SIZE     only mappings of at least SIZE (default 16K)\n"
+	"                          [MMAP_MIN]\n"
 	"  -o, --option NAME=VALUE any option by name, e.g. -o evict=copy\n"
 	"      --stats[=FILE]      print what the pager did when the program ends,\n"
 	"                          on stderr or appended to FILE [STATS]\n"
@@ -95,7 +99,10 @@ static void set_option(struct upg_options *o, const char *name,
 	char err[256], env[64];
 	int ret;
 
-	ret = upg_options_set(o, name, value, err, sizeof(err));
+	/* the allocator's options are read by the shim, not the pager */
+	ret = upg_alloc_option_check(name, value, err, sizeof(err));
+	if (ret == -ENOENT)
+		ret = upg_options_set(o, name, value, err, sizeof(err));
 	if (ret == -ENOENT)
 		usage_error("unknown option '%s'", name);
 	if (ret < 0) {
@@ -218,7 +225,7 @@ static int run(char **argv)
 	return EXIT_UPAGER;
 }
 
-enum { OPT_SWAP_DIR = 256, OPT_STATS };
+enum { OPT_SWAP_DIR = 256, OPT_STATS, OPT_MMAP, OPT_NO_MMAP, OPT_MMAP_MIN };
 
 static int cmd_run(int argc, char **argv)
 {
@@ -230,6 +237,9 @@ static int cmd_run(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "option", required_argument, NULL, 'o' },
 		{ "stats", optional_argument, NULL, OPT_STATS },
+		{ "mmap", no_argument, NULL, OPT_MMAP },
+		{ "no-mmap", no_argument, NULL, OPT_NO_MMAP },
+		{ "mmap-min", required_argument, NULL, OPT_MMAP_MIN },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -242,6 +252,12 @@ static int cmd_run(int argc, char **argv)
 	upg_options_init(&o);
 	/* inherited UPAGER_* count too: report a bad one here, not in the program */
 	ret = upg_options_from_env(&o, err, sizeof(err));
+	if (ret == 0 && getenv("UPAGER_MMAP"))
+		ret = upg_alloc_option_check("mmap", getenv("UPAGER_MMAP"), err,
+					     sizeof(err));
+	if (ret == 0 && getenv("UPAGER_MMAP_MIN"))
+		ret = upg_alloc_option_check("mmap_min", getenv("UPAGER_MMAP_MIN"),
+					     err, sizeof(err));
 	if (ret < 0) {
 		fprintf(stderr, "upager: %s\n", err);
 		return EXIT_USAGE;
@@ -274,6 +290,15 @@ static int cmd_run(int argc, char **argv)
 				usage_error("-o wants NAME=VALUE, not '%s'", optarg);
 			*eq = '\0';
 			set_option(&o, optarg, eq + 1);
+			break;
+		case OPT_MMAP:
+			set_option(&o, "mmap", "1");
+			break;
+		case OPT_NO_MMAP:
+			set_option(&o, "mmap", "0");
+			break;
+		case OPT_MMAP_MIN:
+			set_option(&o, "mmap_min", optarg);
 			break;
 		case OPT_STATS:
 			setenv("UPAGER_STATS", optarg && *optarg ? optarg : "1", 1);
