@@ -5,8 +5,9 @@
  *   DONTNEED  the contents are garbage: pages become EMPTY, their frames
  *             and swap slots are freed at once, nothing is written.  This
  *             is how the allocator keeps freed memory out of swap.
- *   WILLNEED  read swapped pages in now, using only free budget (prefetch
- *             never evicts to make room for a guess).
+ *   WILLNEED  read swapped pages in: queued for a handler, which reads
+ *             them in runs and maps them (fault.c); the call returns at
+ *             once.  PIN reads its pages here, synchronously.
  *   COLD      evict now: deactivate and write out, then return.
  *   PIN       keep resident: pinned frames leave the LRU lists.
  *   UNPIN     back to the LRU.
@@ -195,9 +196,15 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 					     DISCARD_UNMAPPED : DISCARD_AND_ZAP);
 		break;
 	}
-	case UPG_ADV_WILLNEED:
-		ret = advise_willneed(rt, r, first, last);
+	case UPG_ADV_WILLNEED: {
+		uintptr_t base = atomic_load(&r->base);
+
+		/* asynchronous, through a handler; synchronous if it is busy */
+		if (fault_queue_willneed(rt, base + (first << rt->page_shift),
+					 base + (last << rt->page_shift)))
+			ret = advise_willneed(rt, r, first, last);
 		break;
+	}
 	case UPG_ADV_PIN:
 		ret = advise_pin(rt, r, first, last, true);
 		break;

@@ -450,6 +450,107 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 		submit_run(h, run, nrun);
 }
 
+/*
+ * WILLNEED advice, asynchronous: the program's call only queues the range;
+ * handler 0 reads its swapped pages in runs of consecutive slots, as
+ * read-ahead does, and maps them when they arrive, so that touching them
+ * costs no fault.  It takes frames down to the budget (reclaim makes room:
+ * the program asked), but never more than half the budget per call, which
+ * would evict the range's own first pages.  A step stops at the first
+ * page it cannot take now (no buffer, no frame) and the loop comes back.
+ */
+int fault_queue_willneed(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	struct upg_handler *h = &rt->handlers[0];
+	uint64_t one = 1;
+	unsigned n;
+
+	pthread_mutex_lock(&rt->willneed_lock);
+	n = atomic_load(&rt->nwillneed);
+	if (n == ARRAY_SIZE(rt->willneed)) {
+		pthread_mutex_unlock(&rt->willneed_lock);
+		return -EBUSY;
+	}
+	rt->willneed[n].start = start;
+	rt->willneed[n].end = end;
+	rt->willneed[n].budget = rt->budget_frames / 2;
+	atomic_store(&rt->nwillneed, n + 1);
+	pthread_mutex_unlock(&rt->willneed_lock);
+	(void)!write(h->wake_fd, &one, sizeof(one));
+	return 0;
+}
+
+/* Read in some of the oldest queued WILLNEED range.  Returns pages issued. */
+static unsigned willneed_step(struct upg_handler *h)
+{
+	struct upg_runtime *rt = h->rt;
+	unsigned run[READ_RUN_MAX], nrun = 0, issued = 0;
+	uintptr_t a, end;
+	uint64_t budget;
+	bool stuck = false;
+
+	pthread_mutex_lock(&rt->willneed_lock);
+	a = rt->willneed[0].start;
+	end = rt->willneed[0].end;
+	budget = rt->willneed[0].budget;
+	pthread_mutex_unlock(&rt->willneed_lock);
+
+	for (; a < end && budget > 0 && issued < IO_BUFS_PER_HANDLER && !stuck;
+	     a += rt->page_size) {
+		struct upg_region *r;
+		struct upg_pte *pte;
+		size_t page;
+		enum served s = SERVED;
+
+		r = region_get(rt, a, &page);
+		if (!r)
+			continue; /* released meanwhile */
+		pte = &r->ptes[page];
+		if (pte->state == PS_SWAPPED && pte_trylock(pte)) {
+			if (pte->state == PS_SWAPPED && !(pte->flags & PTE_ZAPPING)) {
+				s = fault_major(h, r, page, pte, 0, 0, true);
+				if (s == SERVED) {
+					unsigned b = h->last_buffer;
+
+					h->reads[b].map = true;
+					STAT_INC(rt, prefetch_issued);
+					issued++;
+					budget--;
+					if (nrun && (nrun == READ_RUN_MAX ||
+						     h->reads[b].slot !=
+						     h->reads[run[nrun - 1]].slot + 1)) {
+						submit_run(h, run, nrun);
+						nrun = 0;
+					}
+					run[nrun++] = b;
+				}
+			}
+			pte_unlock(pte);
+		}
+		region_put(rt);
+		if (s != SERVED) {
+			stuck = true; /* come back when buffers or frames free up */
+			break;
+		}
+	}
+	if (nrun)
+		submit_run(h, run, nrun);
+
+	pthread_mutex_lock(&rt->willneed_lock);
+	if (a >= end || budget == 0) {
+		unsigned n = atomic_load(&rt->nwillneed);
+
+		memmove(&rt->willneed[0], &rt->willneed[1],
+			(n - 1) * sizeof(rt->willneed[0]));
+		atomic_store(&rt->nwillneed, n - 1);
+	} else {
+		rt->willneed[0].start = a;
+		rt->willneed[0].budget = budget;
+	}
+	pthread_mutex_unlock(&rt->willneed_lock);
+	return issued;
+}
+
 static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
 {
 	bool found = false;
@@ -966,6 +1067,9 @@ void *handler_main(void *arg)
 		 */
 		if (h->npending)
 			work += retry_pending(h);
+		/* after the faults: a hint never delays a thread that waits */
+		if (h->index == 0 && atomic_load(&rt->nwillneed))
+			work += willneed_step(h);
 		handler_submit(h);
 		pthread_rwlock_unlock(&rt->fork_lock);
 		if (work) {
@@ -976,7 +1080,9 @@ void *handler_main(void *arg)
 			cpu_relax();
 			continue;
 		}
-		upg_ring_wait(&h->ring, h->npending ? PENDING_RETRY_NS : 0);
+		upg_ring_wait(&h->ring, h->npending || (h->index == 0 &&
+				     atomic_load(&rt->nwillneed)) ?
+			      PENDING_RETRY_NS : 0);
 		if (h->npending) {
 			pthread_rwlock_rdlock(&rt->fork_lock);
 			retry_pending(h);

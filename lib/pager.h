@@ -318,6 +318,15 @@ struct upg_runtime {
 	struct { uintptr_t start, end; } removing[64];
 	atomic_uint nremoving;
 	pthread_mutex_t uffd_read_lock; /* several handlers: read + announce */
+	/*
+	 * WILLNEED advice waiting for handler 0, which reads it in through its
+	 * ring like read-ahead (fault.c).  [start, end) addresses, page
+	 * aligned; budget: pages it may still read.  Guarded by willneed_lock;
+	 * nwillneed is read without it as a fast check.
+	 */
+	pthread_mutex_t willneed_lock;
+	struct { uintptr_t start, end; uint64_t budget; } willneed[32];
+	atomic_uint nwillneed;
 
 	/* regions: sorted by base for lookup; by id for frames */
 	pthread_rwlock_t regions_lock;
@@ -427,6 +436,8 @@ void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 			size_t len);
 
+/* fault.c: queue WILLNEED for handler 0; -EBUSY if the queue is full */
+int fault_queue_willneed(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 /* fault.c: a probe of the write predictor was evicted clean */
 void predict_graded_wrong(struct upg_runtime *rt);
 

@@ -191,6 +191,7 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	pthread_mutex_init(&rt->reclaim_lock, NULL);
 	pthread_mutex_init(&rt->selfzap_lock, NULL);
 	pthread_mutex_init(&rt->uffd_read_lock, NULL);
+	pthread_mutex_init(&rt->willneed_lock, NULL);
 	pthread_cond_init(&rt->reclaim_cond, NULL);
 	pthread_cond_init(&rt->reclaim_done, NULL);
 	pthread_rwlock_init(&rt->fork_lock, NULL);

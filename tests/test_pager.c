@@ -237,7 +237,13 @@ Test(advise, cold_then_willneed)
 	cr_assert_geq(b.pages_written - a.pages_written, npages);
 	cr_assert_geq(b.swapped_pages, npages);
 	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_WILLNEED), 0);
-	b = stats_of(rt);
+	/* asynchronous: wait (10 s at most) for the reads to land */
+	for (int i = 0; i < 10000; i++) {
+		b = stats_of(rt);
+		if (b.pages_read - a.pages_read >= npages && b.reading_pages == 0)
+			break;
+		usleep(1000);
+	}
 	cr_assert_geq(b.pages_read - a.pages_read, npages);
 	check_all(p, npages, 3);
 	c = stats_of(rt);
