@@ -192,6 +192,19 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+/*
+ * Discard as the program itself would: madvise, whose REMOVE event tells
+ * the pager.  Not upg_advise(DONTNEED), which zaps with the pager's region
+ * table locked: if a handler is applying an UNMAP event at that moment
+ * (MAP_FIXED or mprotect has just handed pages of a region to the kernel),
+ * it waits for that lock while the zap waits for the handler to read its
+ * REMOVE event.
+ */
+static int mm_discard(void *ctx, void *addr, size_t len)
+{
+	return sys_madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
+}
+
 int upg_mmap_start(struct upg_runtime *rt, struct upg_heap *malloc_heap,
 		   char *err, size_t errlen)
 {
@@ -220,6 +233,7 @@ int upg_mmap_start(struct upg_runtime *rt, struct upg_heap *malloc_heap,
 	if (!on || !rt || !upg_runtime_is_paged(rt))
 		return 0;
 	upg_region_ops_runtime(&ops, rt);
+	ops.discard = mm_discard;
 	ret = upg_heap_create(&ops, &params, &h);
 	if (ret < 0)
 		return 0; /* no interception: the program still runs */
