@@ -222,6 +222,8 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	bool write = is_write(flags);
 	bool clean = !(pte->flags & PTE_DIRTY) && !write;
 	bool predicted = clean && predict_write(rt, pte);
+	/* unmapped by reclaim and touched again -- not a read-ahead's first use */
+	bool refault = !(pte->flags & PTE_PREFETCHED);
 	int ret = -ENOTSUP;
 
 	if (predicted) {
@@ -275,7 +277,10 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		staging_release(rt, f);
 	if (write)
 		mark_dirty(rt, pte);
-	page_activate(rt, pte);
+	if (refault)
+		page_reactivate(rt, pte);
+	else
+		page_activate(rt, pte);
 	return SERVED;
 }
 

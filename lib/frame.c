@@ -140,6 +140,7 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	fr->page_lo = (uint32_t)page;
 	fr->page_hi = (uint32_t)((uint64_t)page >> 32);
 	fr->list = FL_ISOLATED;
+	fr->referenced = 0;
 	fr->prev = fr->next = UPG_NO_FRAME;
 	used = ++rt->used_frames;
 	pthread_mutex_unlock(&rt->lru_lock);
@@ -204,11 +205,32 @@ void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to)
 	pthread_mutex_unlock(&rt->lru_lock);
 }
 
-void page_activate(struct upg_runtime *rt, struct upg_pte *pte)
+static void activate(struct upg_runtime *rt, struct upg_pte *pte,
+		     bool referenced)
 {
 	pte_set_state(rt, pte, PS_ACTIVE);
-	frame_move(rt, pte->frame,
-		   (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+	pthread_mutex_lock(&rt->lru_lock);
+	frame_move_locked(rt, pte->frame,
+			  (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+	rt->frames[pte->frame].referenced = referenced;
+	pthread_mutex_unlock(&rt->lru_lock);
+}
+
+void page_activate(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	activate(rt, pte, false);
+}
+
+/*
+ * A page that faulted back from the inactive list is in the working set.
+ * Unmapping it again as soon as it reaches the head of the active list
+ * would cost it another soft fault: it is passed over once (the reclaim
+ * scan clears the mark), the second chance that the accessed bit gives a
+ * page in the kernel's CLOCK.
+ */
+void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	activate(rt, pte, true);
 }
 
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte)

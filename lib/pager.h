@@ -160,7 +160,10 @@ struct upg_frame {
 	uint8_t staged;      /* enum upg_slot_state of the staging slot: to
 				and from STALE under zap_lock; filled and
 				emptied by the frame's owner */
-	uint16_t pad;
+	uint8_t referenced;  /* faulted back from the inactive list since it
+				last passed the head of the active list;
+				guarded by lru_lock */
+	uint8_t pad;
 };
 
 struct upg_list {
@@ -476,6 +479,8 @@ void staging_flush(struct upg_runtime *rt);
 /* Page @pte (locked, holding a frame) is mapped: ACTIVE, on the active list
  * unless pinned. */
 void page_activate(struct upg_runtime *rt, struct upg_pte *pte);
+/* ... after a soft fault: the page proved it is in use (second chance). */
+void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte);
 /* Page @pte (locked, holding a frame) has no data left -- discarded, or
  * found all zero: its slot and frame are freed and it is EMPTY. */
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte);

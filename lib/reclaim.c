@@ -158,6 +158,12 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 		return false;
 	}
 	frame_move_locked(rt, f, which);
+	if (which == FL_ACTIVE && rt->frames[f].referenced) {
+		/* its second chance (page_reactivate()): one more pass */
+		rt->frames[f].referenced = 0;
+		pthread_mutex_unlock(&rt->lru_lock);
+		return true;
+	}
 	pthread_mutex_unlock(&rt->lru_lock);
 
 	pte = lock_frame_page(rt, f, rp, pagep);
