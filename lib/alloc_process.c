@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,7 +107,12 @@ static inline size_t boot_size(const void *p)
 static int stats_fd = -1;       /* dup of stderr for UPAGER_STATS=1 */
 static dev_t stats_dev;
 static ino_t stats_ino;
-static const char *stats_path;  /* UPAGER_STATS=<file> */
+/*
+ * UPAGER_STATS=<file>, copied at start: programs that set their process
+ * title (redis-server, postgres) overwrite their environment strings.
+ */
+static const char *stats_path;
+static char stats_path_buf[PATH_MAX];
 
 static void stats_at_exit(void)
 {
@@ -161,7 +167,12 @@ static void stats_setup(void)
 		stats_dev = sb.st_dev;
 		stats_ino = sb.st_ino;
 	} else {
-		stats_path = v;
+		if (strlen(v) >= sizeof(stats_path_buf)) {
+			upg_log("UPAGER_STATS=%s: path too long", v);
+			return;
+		}
+		strcpy(stats_path_buf, v);
+		stats_path = stats_path_buf;
 	}
 	atexit(stats_at_exit);
 }
