@@ -282,6 +282,13 @@ struct upg_region_ops {
 	int (*release)(void *ctx, void *addr, size_t len);
 	/* Discard whole pages of [addr, addr+len): zero after, no write-out. */
 	int (*discard)(void *ctx, void *addr, size_t len);
+	/*
+	 * Optional (NULL: none).  [addr, addr+len), whole pages, was just
+	 * freed: drop what costs nothing to drop -- with the pager, the pages
+	 * not mapped now, so that garbage is never written nor read back.
+	 * Contents after: unchanged or zero, page by page.
+	 */
+	int (*lazy_free)(void *ctx, void *addr, size_t len);
 	void *ctx;
 	size_t page_size; /* discard granularity: a power of two >= UNIT */
 };

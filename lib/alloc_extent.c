@@ -557,9 +557,20 @@ void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 {
 	struct upg_span *p = free_before(s), *n = free_after(s);
 	uintptr_t dlo = s->base, dhi = span_end(s);
+	uintptr_t pg = h->ops.page_size;
+	uintptr_t flo = (s->base + pg - 1) & ~(pg - 1), fhi = span_end(s) & ~(pg - 1);
 
 	upg_assert(s->kind == UPG_SPAN_LARGE || s->kind == UPG_SPAN_SLAB);
 	upg_assert(!(s->flags & UPG_SPAN_HOLE));
+
+	/*
+	 * The freed bytes are garbage from now on.  Those in pages already
+	 * out of RAM are dropped at once: reusing them must not read garbage
+	 * back from swap, and leaving them must not keep swap slots.  Mapped
+	 * pages stay for reuse, on the dirty list.
+	 */
+	if (h->ops.lazy_free && flo < fhi)
+		(void)h->ops.lazy_free(h->ops.ctx, (void *)flo, fhi - flo);
 
 	/* all of it is dirty, so "zero outside the hull" holds trivially */
 	s->flags = (s->flags & (UPG_SPAN_RFIRST | UPG_SPAN_RLAST)) |

@@ -234,6 +234,7 @@ int upg_mmap_start(struct upg_runtime *rt, struct upg_heap *malloc_heap,
 		return 0;
 	upg_region_ops_runtime(&ops, rt);
 	ops.discard = mm_discard;
+	ops.lazy_free = NULL; /* as discard: never the pager under our lock */
 	ret = upg_heap_create(&ops, &params, &h);
 	if (ret < 0)
 		return 0; /* no interception: the program still runs */

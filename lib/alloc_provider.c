@@ -29,11 +29,17 @@ static int rt_discard(void *ctx, void *addr, size_t len)
 	return upg_advise(ctx, addr, len, UPG_ADV_DONTNEED);
 }
 
+static int rt_lazy_free(void *ctx, void *addr, size_t len)
+{
+	return upg_advise(ctx, addr, len, UPG_ADV_FREE);
+}
+
 void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 {
 	ops->reserve = rt_reserve;
 	ops->release = rt_release;
 	ops->discard = rt_discard;
+	ops->lazy_free = rt_lazy_free;
 	ops->ctx = rt;
 	ops->page_size = upg_runtime_page_size(rt);
 }
@@ -64,6 +70,7 @@ void upg_region_ops_os(struct upg_region_ops *ops)
 	ops->reserve = os_reserve;
 	ops->release = os_release;
 	ops->discard = os_discard;
+	ops->lazy_free = NULL;
 	ops->ctx = NULL;
 	ops->page_size = UPG_UNIT;
 }
