@@ -870,7 +870,8 @@ static void handle_pagefault(struct upg_handler *h, const struct uffd_msg *m,
 		defer(h, addr, flags, t0, 0);
 }
 
-static void handle_msg(struct upg_handler *h, const struct uffd_msg *m,
+/* Apply one message; false if it must wait (a REMAP, regions_lock busy). */
+static bool handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		       uint64_t t0)
 {
 	struct upg_runtime *rt = h->rt;
@@ -878,7 +879,7 @@ static void handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		handle_pagefault(h, m, t0);
-		break;
+		return true;
 	case UFFD_EVENT_REMOVE:
 		if (!selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end))
 			region_event_remove(rt, m->arg.remove.start,
@@ -890,16 +891,79 @@ static void handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		removing_del(rt, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
-		region_event_remap(rt, m->arg.remap.from, m->arg.remap.to,
-				   m->arg.remap.len);
+		if (!region_event_remap(rt, m->arg.remap.from, m->arg.remap.to,
+					m->arg.remap.len))
+			return false;
 		break;
 	default:
 		upg_warn_once("unexpected userfaultfd event %u", m->event);
 		break;
 	}
+	atomic_fetch_add(&rt->events_applied, 1);
+	return true;
 }
 
-/* Read and serve every queued message.  Returns how many. */
+static void hold(struct upg_handler *h, const struct uffd_msg *m, uint64_t t0)
+{
+	unsigned tail = (h->held_head + h->nheld) % HELD_MAX;
+
+	upg_check(h->nheld < HELD_MAX);
+	h->held[tail] = (struct upg_held){ .msg = *m, .t0 = t0 };
+	h->nheld++;
+}
+
+/*
+ * Apply @m, or hold it: behind a REMAP that waits for regions_lock,
+ * everything waits, so that nothing overtakes the move.  Except the
+ * reclaim thread's own fault, which needs no lock and which a reader of
+ * regions_lock may be waiting for.
+ */
+static void dispatch(struct upg_handler *h, const struct uffd_msg *m,
+		     uint64_t t0)
+{
+	if (h->nheld) {
+		if (m->event == UFFD_EVENT_PAGEFAULT && h->rt->reclaim_tid &&
+		    (pid_t)m->arg.pagefault.feat.ptid == h->rt->reclaim_tid)
+			handle_pagefault(h, m, t0);
+		else
+			hold(h, m, t0);
+		return;
+	}
+	if (!handle_msg(h, m, t0))
+		hold(h, m, t0);
+}
+
+/* Apply held messages in order while regions_lock lets the REMAP in. */
+static unsigned release_held(struct upg_handler *h)
+{
+	unsigned n = 0;
+
+	while (h->nheld) {
+		struct upg_held *x = &h->held[h->held_head];
+
+		if (!handle_msg(h, &x->msg, x->t0))
+			break;
+		h->held_head = (h->held_head + 1) % HELD_MAX;
+		h->nheld--;
+		n++;
+	}
+	return n;
+}
+
+static unsigned count_events(const struct uffd_msg *msgs, unsigned n)
+{
+	unsigned events = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		events += msgs[i].event != UFFD_EVENT_PAGEFAULT;
+	return events;
+}
+
+/*
+ * Read and serve every queued message.  Returns how many.  Stops reading
+ * while the held ring could not take a full batch: the program then waits
+ * in the kernel, as it would for a slow handler.
+ */
 static unsigned drain_uffd(struct upg_handler *h)
 {
 	struct uffd_msg msgs[32];
@@ -909,6 +973,12 @@ static unsigned drain_uffd(struct upg_handler *h)
 		bool several = h->rt->nhandlers > 1;
 		ssize_t n;
 		uint64_t t0;
+		unsigned nmsg;
+
+		if (h->nheld + ARRAY_SIZE(msgs) > HELD_MAX) {
+			h->uffd_ready = true; /* come back when it has drained */
+			break;
+		}
 
 		/*
 		 * With several handlers, a REMOVE read by one must be
@@ -918,22 +988,26 @@ static unsigned drain_uffd(struct upg_handler *h)
 		 */
 		if (several)
 			pthread_mutex_lock(&h->rt->uffd_read_lock);
+		atomic_fetch_add(&h->rt->uffd_reads_begun, 1);
 		n = read(h->rt->uffd.fd, msgs, sizeof(msgs));
-		if (several && n > 0)
-			for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+		nmsg = n > 0 ? (unsigned)(n / (ssize_t)sizeof(msgs[0])) : 0;
+		if (several)
+			for (unsigned i = 0; i < nmsg; i++)
 				if (msgs[i].event == UFFD_EVENT_REMOVE ||
 				    msgs[i].event == UFFD_EVENT_UNMAP)
 					removing_add(h->rt, msgs[i].arg.remove.start,
 						     msgs[i].arg.remove.end);
+		atomic_fetch_add(&h->rt->events_read, count_events(msgs, nmsg));
+		atomic_fetch_add(&h->rt->uffd_reads_ended, 1);
 		if (several)
 			pthread_mutex_unlock(&h->rt->uffd_read_lock);
-		if (n <= 0)
+		if (nmsg == 0)
 			break;
 		t0 = upg_now_ns();
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			handle_msg(h, &msgs[i], t0);
-		total += (unsigned)(n / (ssize_t)sizeof(msgs[0]));
-		if ((size_t)n < sizeof(msgs))
+		for (unsigned i = 0; i < nmsg; i++)
+			dispatch(h, &msgs[i], t0);
+		total += nmsg;
+		if (nmsg < ARRAY_SIZE(msgs))
 			break;
 	}
 	return total;
@@ -1059,6 +1133,8 @@ void *handler_main(void *arg)
 		 * wakes the poll again, so none is left unread.
 		 */
 		work = reap(h);
+		if (h->nheld)
+			work += release_held(h);
 		if (h->uffd_ready) {
 			h->uffd_ready = false;
 			work += drain_uffd(h);
@@ -1085,8 +1161,8 @@ void *handler_main(void *arg)
 			cpu_relax();
 			continue;
 		}
-		upg_ring_wait(&h->ring, h->npending || (h->index == 0 &&
-				     atomic_load(&rt->nwillneed)) ?
+		upg_ring_wait(&h->ring, h->npending || h->nheld ||
+				     (h->index == 0 && atomic_load(&rt->nwillneed)) ?
 			      PENDING_RETRY_NS : 0);
 		if (h->npending) {
 			pthread_rwlock_rdlock(&rt->fork_lock);

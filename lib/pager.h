@@ -122,6 +122,7 @@ struct upg_region {
 	uint32_t id;            /* index in runtime->region_by_id */
 	atomic_bool dead;       /* released or unmapped: no new work */
 	atomic_uint inflight;   /* I/O requests referring to this region */
+	struct upg_region *next_dead; /* region_reap_dead()'s list */
 };
 
 static inline uintptr_t region_page_addr(const struct upg_region *r,
@@ -189,6 +190,16 @@ struct upg_pending {
 	uint8_t prefetch;
 };
 
+/*
+ * A message read while a REMAP waits for regions_lock: applied after it,
+ * in the order read, so that no event or fault overtakes the move.
+ */
+#define HELD_MAX 256
+struct upg_held {
+	struct uffd_msg msg;
+	uint64_t t0;
+};
+
 struct upg_read {
 	struct upg_region *region;
 	size_t page;
@@ -244,6 +255,8 @@ struct upg_handler {
 	unsigned iov_used;
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
+	struct upg_held *held;       /* HELD_MAX entries, a ring */
+	unsigned held_head, nheld;   /* nheld > 0: a REMAP waits at the head */
 	bool starved;                /* counted in rt->frame_waiters */
 	struct upg_stride stride;    /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
@@ -331,11 +344,31 @@ struct upg_runtime {
 	struct { uintptr_t start, end; uint64_t budget; } willneed[32];
 	atomic_uint nwillneed;
 
-	/* regions: sorted by base for lookup; by id for frames */
+	/*
+	 * regions: sorted by base for lookup; by id for frames.  The lock
+	 * prefers readers, and a reader may be blocked in madvise() until a
+	 * handler reads its REMOVE event: so a handler never waits for the
+	 * write side.  It marks unmapped regions dead (reclaim or the next
+	 * reservation unlinks them) and takes the write side for a REMAP
+	 * only by trylock, holding later messages back meanwhile (fault.c).
+	 */
 	pthread_rwlock_t regions_lock;
 	struct upg_region **sorted;  /* nregions entries, sorted by base */
 	struct upg_region **by_id;   /* MAX_REGIONS slots */
 	uint32_t nregions;
+	atomic_uint ndead;           /* dead regions still in the table */
+	/* a handler waits for the write side: long readers step aside */
+	atomic_bool regions_writer_waiting;
+	/*
+	 * The kernel lets munmap/mremap/madvise return once a handler has
+	 * read their event, not applied it.  An address the program just
+	 * unmapped can come back from mmap at once, and its new region must
+	 * not be hit by the older UNMAP: a reservation first waits until the
+	 * events read before it are applied.  reads_begun/ended bracket each
+	 * read() of the uffd, so that one in progress is waited for too.
+	 */
+	atomic_uint_least64_t uffd_reads_begun, uffd_reads_ended;
+	atomic_uint_least64_t events_read, events_applied;
 
 	/* frames, LRU lists, staging area; guarded by lru_lock */
 	pthread_mutex_t lru_lock;
@@ -433,10 +466,13 @@ enum upg_discard_mode {
 };
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last, enum upg_discard_mode mode);
-/* uffd non-cooperative events */
+/* Unlink and free the regions UNMAP events killed; not from a handler. */
+void region_reap_dead(struct upg_runtime *rt);
+/* uffd non-cooperative events, applied by handlers */
 void region_event_remove(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
-void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
+/* false: regions_lock is busy, call again later (the event is not applied) */
+bool region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 			size_t len);
 
 /* fault.c: queue WILLNEED for handler 0; -EBUSY if the queue is full */

@@ -23,6 +23,7 @@
 #include "pager.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -505,6 +506,14 @@ static void reclaim_run(struct upg_runtime *rt)
 			pthread_mutex_unlock(&rt->lru_lock);
 		}
 		idle = freed ? 0 : idle + 1;
+		if (atomic_load(&rt->regions_writer_waiting)) {
+			/* a handler holds a REMAP (and its faults) for us */
+			pthread_rwlock_unlock(&rt->regions_lock);
+			for (int i = 0; i < 1000 &&
+			     atomic_load(&rt->regions_writer_waiting); i++)
+				sched_yield();
+			pthread_rwlock_rdlock(&rt->regions_lock);
+		}
 	}
 	pthread_rwlock_unlock(&rt->regions_lock);
 }
@@ -516,6 +525,14 @@ void *reclaim_main(void *arg)
 	rt->reclaim_tid = (pid_t)syscall(SYS_gettid);
 	pthread_mutex_lock(&rt->reclaim_lock);
 	while (!atomic_load(&rt->stopping)) {
+		if (atomic_load(&rt->ndead)) {
+			/* regions the program unmapped: not a handler's job */
+			pthread_mutex_unlock(&rt->reclaim_lock);
+			pthread_rwlock_rdlock(&rt->fork_lock);
+			region_reap_dead(rt);
+			pthread_rwlock_unlock(&rt->fork_lock);
+			pthread_mutex_lock(&rt->reclaim_lock);
+		}
 		if (!need_reclaim(rt)) {
 			struct timespec ts;
 

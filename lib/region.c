@@ -14,6 +14,13 @@
  * handling of one fault, which keeps the region alive; release takes the
  * write side, so it waits for those, and then waits for in-flight I/O that
  * refers to the region (r->inflight) before freeing it.
+ *
+ * A region the program unmaps itself dies in two steps.  The handler that
+ * reads the UNMAP event drops its pages and marks it dead (lookups skip
+ * it); the reclaim thread, or the next reservation, unlinks and frees it
+ * under the write side.  A handler must not wait for the write side
+ * itself: a reader may be in madvise(), which returns only once some
+ * handler has read the REMOVE event it sent.
  */
 #include "pager.h"
 
@@ -96,9 +103,77 @@ static void sorted_remove(struct upg_runtime *rt, struct upg_region *r)
 	}
 }
 
+static void region_free(struct upg_runtime *rt, struct upg_region *r);
+static void region_unlink_locked(struct upg_runtime *rt, struct upg_region *r);
+
+/*
+ * Wait until every non-cooperative event read so far is applied: first
+ * for the reads in progress now to be counted, then for the events they
+ * returned.  Handlers never wait for a reserving thread, so this ends.
+ */
+static void wait_for_events(struct upg_runtime *rt)
+{
+	uint64_t begun = atomic_load(&rt->uffd_reads_begun);
+	uint64_t read;
+
+	while (atomic_load(&rt->uffd_reads_ended) < begun)
+		sched_yield();
+	read = atomic_load(&rt->events_read);
+	while (atomic_load(&rt->events_applied) < read)
+		sched_yield();
+}
+
+/*
+ * Unlink the dead regions (regions_lock write-held) and return them as a
+ * list for free_dead(), which waits for their I/O and so runs unlocked.
+ * Pages a fault installed after the UNMAP event marked the region dead
+ * are dropped here, where no fault can look at them.
+ */
+static struct upg_region *unlink_dead_locked(struct upg_runtime *rt)
+{
+	struct upg_region *list = NULL;
+
+	if (!atomic_load(&rt->ndead))
+		return NULL;
+	for (uint32_t i = rt->nregions; i-- > 0;) {
+		struct upg_region *r = rt->sorted[i];
+
+		if (!atomic_load(&r->dead))
+			continue;
+		region_discard_pages(rt, r, 0, r->npages, DISCARD_DATA);
+		region_unlink_locked(rt, r);
+		atomic_fetch_sub(&rt->ndead, 1);
+		r->next_dead = list;
+		list = r;
+	}
+	return list;
+}
+
+static void free_dead(struct upg_runtime *rt, struct upg_region *list)
+{
+	while (list) {
+		struct upg_region *next = list->next_dead;
+
+		region_free(rt, list);
+		list = next;
+	}
+}
+
+void region_reap_dead(struct upg_runtime *rt)
+{
+	struct upg_region *list;
+
+	if (!atomic_load(&rt->ndead))
+		return;
+	pthread_rwlock_wrlock(&rt->regions_lock);
+	list = unlink_dead_locked(rt);
+	pthread_rwlock_unlock(&rt->regions_lock);
+	free_dead(rt, list);
+}
+
 UPG_API int upg_region_reserve(struct upg_runtime *rt, size_t len, void **addrp)
 {
-	struct upg_region *r = NULL;
+	struct upg_region *dead, *r = NULL;
 	void *p = MAP_FAILED;
 	uint32_t id;
 	int ret;
@@ -159,11 +234,15 @@ UPG_API int upg_region_reserve(struct upg_runtime *rt, size_t len, void **addrp)
 			goto fail;
 	}
 
+	if (rt->paged)
+		wait_for_events(rt);
 	pthread_rwlock_wrlock(&rt->regions_lock);
+	dead = unlink_dead_locked(rt);
 	for (id = 0; id < MAX_REGIONS && rt->by_id[id]; id++)
 		;
 	if (id == MAX_REGIONS) {
 		pthread_rwlock_unlock(&rt->regions_lock);
+		free_dead(rt, dead);
 		if (rt->paged)
 			upg_uffd_unregister(&rt->uffd, (uintptr_t)p, len);
 		ret = -ENOSPC;
@@ -173,6 +252,7 @@ UPG_API int upg_region_reserve(struct upg_runtime *rt, size_t len, void **addrp)
 	rt->by_id[id] = r;
 	sorted_insert(rt, r);
 	pthread_rwlock_unlock(&rt->regions_lock);
+	free_dead(rt, dead);
 	*addrp = p;
 	return 0;
 fail:
@@ -282,17 +362,21 @@ static void region_unlink_locked(struct upg_runtime *rt, struct upg_region *r)
 
 UPG_API int upg_region_release(struct upg_runtime *rt, void *addr)
 {
-	struct upg_region *r;
+	struct upg_region *dead, *r;
 	uintptr_t base;
 	size_t len;
 
 	if (!rt || !addr)
 		return -EINVAL;
 
+	if (rt->paged)
+		wait_for_events(rt);
 	pthread_rwlock_wrlock(&rt->regions_lock);
+	dead = unlink_dead_locked(rt);
 	r = lookup_locked(rt, (uintptr_t)addr);
 	if (!r || atomic_load(&r->base) != (uintptr_t)addr) {
 		pthread_rwlock_unlock(&rt->regions_lock);
+		free_dead(rt, dead);
 		return -EINVAL;
 	}
 	/* Free slots and frames while no fault can look at the pages. */
@@ -302,6 +386,7 @@ UPG_API int upg_region_release(struct upg_runtime *rt, void *addr)
 	base = atomic_load(&r->base);
 	len = r->len;
 	pthread_rwlock_unlock(&rt->regions_lock);
+	free_dead(rt, dead);
 
 	if (rt->paged)
 		upg_uffd_unregister(&rt->uffd, base, len);
@@ -317,13 +402,16 @@ void region_table_destroy(struct upg_runtime *rt)
 			struct upg_region *r = rt->sorted[0];
 			uintptr_t base = atomic_load(&r->base);
 			size_t len = r->len;
+			/* the program unmapped it: the range may be another's now */
+			bool mapped = !atomic_load(&r->dead);
 
 			if (rt->paged)
 				region_discard_pages(rt, r, 0, r->npages, DISCARD_DATA);
 			region_unlink_locked(rt, r);
-			if (rt->paged && rt->uffd.fd >= 0)
+			if (mapped && rt->paged && rt->uffd.fd >= 0)
 				upg_uffd_unregister(&rt->uffd, base, len);
-			munmap((void *)base, len);
+			if (mapped)
+				munmap((void *)base, len);
 			region_free(rt, r);
 		}
 	}
@@ -373,29 +461,26 @@ void region_event_remove(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 
 void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 {
+	bool killed = false;
+
 	STAT_INC(rt, events_unmap);
 	for_each_overlap(rt, start, end, discard_range);
 
-	/* Regions wholly unmapped are gone. */
-	for (;;) {
-		struct upg_region *victim = NULL;
+	/* Regions wholly unmapped are gone: dead now, unlinked later. */
+	pthread_rwlock_rdlock(&rt->regions_lock);
+	for (uint32_t i = 0; i < rt->nregions; i++) {
+		struct upg_region *r = rt->sorted[i];
+		uintptr_t base = atomic_load(&r->base);
 
-		pthread_rwlock_wrlock(&rt->regions_lock);
-		for (uint32_t i = 0; i < rt->nregions; i++) {
-			struct upg_region *r = rt->sorted[i];
-			uintptr_t base = atomic_load(&r->base);
-
-			if (base >= start && base + r->len <= end) {
-				victim = r;
-				region_unlink_locked(rt, r);
-				break;
-			}
+		if (base >= start && base + r->len <= end &&
+		    !atomic_exchange(&r->dead, true)) {
+			atomic_fetch_add(&rt->ndead, 1);
+			killed = true;
 		}
-		pthread_rwlock_unlock(&rt->regions_lock);
-		if (!victim)
-			break;
-		region_free(rt, victim);
 	}
+	pthread_rwlock_unlock(&rt->regions_lock);
+	if (killed)
+		runtime_wake_reclaim(rt);
 }
 
 /*
@@ -405,21 +490,27 @@ void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
  * new address may have been read before this event; they wait in the
  * handlers' pending lists and succeed once the base is updated.
  */
-void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
+bool region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 			size_t len)
 {
+	if (pthread_rwlock_trywrlock(&rt->regions_lock)) {
+		atomic_store(&rt->regions_writer_waiting, true);
+		return false;
+	}
+	atomic_store(&rt->regions_writer_waiting, false);
 	STAT_INC(rt, events_remap);
-	pthread_rwlock_wrlock(&rt->regions_lock);
 	for (uint32_t i = 0; i < rt->nregions; i++) {
 		struct upg_region *r = rt->sorted[i];
 		uintptr_t base = atomic_load(&r->base);
 
+		if (atomic_load(&r->dead))
+			continue;
 		if (from == base && len >= r->len) {
 			sorted_remove(rt, r);
 			atomic_store(&r->base, to);
 			sorted_insert(rt, r);
 			pthread_rwlock_unlock(&rt->regions_lock);
-			return;
+			return true;
 		}
 		if (from < base + r->len && from + len > base) {
 			/* part of a region moved: its pages there are lost to us */
@@ -433,4 +524,5 @@ void region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 		}
 	}
 	pthread_rwlock_unlock(&rt->regions_lock);
+	return true;
 }

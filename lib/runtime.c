@@ -73,7 +73,8 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 	h->bufs_bytes = (size_t)nbufs * rt->page_size;
 	h->bufs = upg_os_alloc(h->bufs_bytes);
 	h->pending = upg_os_alloc(PENDING_MAX * sizeof(*h->pending));
-	if (!h->bufs || !h->pending)
+	h->held = upg_os_alloc(HELD_MAX * sizeof(*h->held));
+	if (!h->bufs || !h->pending || !h->held)
 		return -ENOMEM;
 	/* Pinned once: reads never fault, and skip per-I/O page mapping. */
 	upg_ring_register_buffers(&h->ring, h->bufs, rt->page_size, nbufs);
@@ -92,6 +93,7 @@ static void handler_fini(struct upg_handler *h)
 		close(h->wake_fd);
 	upg_os_free(h->bufs, h->bufs_bytes);
 	upg_os_free(h->pending, PENDING_MAX * sizeof(*h->pending));
+	upg_os_free(h->held, HELD_MAX * sizeof(*h->held));
 }
 
 static int open_swap(struct upg_runtime *rt)

@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -441,6 +443,81 @@ static void program_dontneed_and_munmap(unsigned handlers)
 
 Test(events, program_dontneed_and_munmap) { program_dontneed_and_munmap(1); }
 Test(events, program_dontneed_two_handlers) { program_dontneed_and_munmap(2); }
+
+/*
+ * upg_advise(DONTNEED) zaps pages, which sends a REMOVE event and blocks
+ * until a handler reads it, while the program's own munmap and mremap of
+ * other regions make the handler change the region table.  Neither may
+ * wait for the other: one handler, thousands of rounds, a time limit.
+ */
+struct advise_loop {
+	struct upg_runtime *rt;
+	uint8_t *p;
+	size_t npages;
+	atomic_bool stop;
+	unsigned rounds;
+	size_t bad; /* first byte that survived DONTNEED, or SIZE_MAX */
+};
+
+static void *dontneed_loop(void *arg)
+{
+	struct advise_loop *a = arg;
+
+	while (!atomic_load(&a->stop)) {
+		size_t page = a->rounds % a->npages;
+		uint8_t *pg = a->p + page * PS;
+
+		fill_page(pg, page, PS, a->rounds);
+		if (upg_advise(a->rt, pg, PS, UPG_ADV_DONTNEED) != 0)
+			break;
+		for (size_t i = 0; i < PS && a->bad == SIZE_MAX; i++)
+			if (pg[i] != 0)
+				a->bad = page * PS + i;
+		a->rounds++;
+	}
+	return NULL;
+}
+
+Test(events, dontneed_races_unmap_and_remap, .timeout = 120)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct advise_loop a = { .npages = 64, .bad = SIZE_MAX };
+	pthread_t t;
+
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.handler_threads = 1;
+	rt = test_runtime_opts(&o);
+	a.rt = rt;
+	cr_assert_eq(upg_region_reserve(rt, a.npages * PS, (void **)&a.p), 0);
+	cr_assert_eq(pthread_create(&t, NULL, dontneed_loop, &a), 0);
+	for (unsigned i = 0; i < 2000; i++) {
+		size_t len = 8 * PS;
+		uint8_t *q, *target, *moved;
+
+		cr_assert_eq(upg_region_reserve(rt, len, (void **)&q), 0);
+		write_all(q, 8, i);
+		if (i % 2) {
+			cr_assert_eq(munmap(q, len), 0);
+			continue;
+		}
+		target = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		cr_assert_neq(target, MAP_FAILED);
+		moved = mremap(q, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+		cr_assert_eq(moved, target, "mremap: %s", strerror(errno));
+		check_all(moved, 8, i);
+		cr_assert_eq(upg_region_release(rt, moved), 0);
+	}
+	atomic_store(&a.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(a.bad, SIZE_MAX, "byte %zu survived DONTNEED", a.bad);
+	cr_assert_gt(a.rounds, 0);
+	cr_assert_geq(stats_of(rt).events_unmap, 1000);
+	cr_assert_geq(stats_of(rt).events_remap, 1000);
+	cr_assert_eq(upg_region_release(rt, a.p), 0);
+	upg_runtime_destroy(rt);
+}
 
 /* Resident memory stays within budget plus the documented slack. */
 Test(budget, resident_size_holds)
