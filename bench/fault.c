@@ -1611,9 +1611,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 	o->phases &= ~(unsigned)PH_UPAGER;
 	if (!set_spin) {
 		env = getenv("UPAGER_SPIN_US");
-		o->spin_us = 50;
+		o->spin_us = 0;
 		if (env && *env && bench_parse_u64(env, 0, 1000000, &o->spin_us))
-			bad_arg("UPAGER_SPIN_US", env, "50");
+			bad_arg("UPAGER_SPIN_US", env, "0");
 	}
 #endif
 	if (!o->dir || !*o->dir)

@@ -102,7 +102,7 @@ void upg_os_free(void *p, size_t size);
 #define UPG_MAX_THREADS 64U
 #define UPG_DEFAULT_LOW_WATERMARK 2U  /* percent of budget */
 #define UPG_DEFAULT_HIGH_WATERMARK 5U /* percent of budget */
-#define UPG_DEFAULT_SPIN_US 50U
+#define UPG_DEFAULT_SPIN_US 0U /* see README: measure before you spin */
 #define UPG_MAX_SPIN_US 100000U
 /* The budget must hold at least this many pager pages. */
 #define UPG_MIN_BUDGET_PAGES 16UL

@@ -91,7 +91,7 @@ static const struct opt_desc opt_table[] = {
 	  "5", "% of budget free at which reclaim stops" },
 	{ "spin_us", "UPAGER_SPIN_US", OPT_UINT, OPT_FIELD(spin_us),
 	  0, UPG_MAX_SPIN_US, false, NULL,
-	  "50", "microseconds a handler spins before it sleeps" },
+	  "50", "microseconds a handler spins before it sleeps (0: none)" },
 	{ "evict", "UPAGER_EVICT", OPT_ENUM, OPT_FIELD(evict),
 	  0, 0, false, evict_names,
 	  "auto", "how pages leave a region: auto, move (6.8+), copy" },
