@@ -270,6 +270,14 @@ fail:
  * alone, so it needs no zap and sends no TLB flush: the pages it drops are
  * not in the program's page table.
  */
+static bool unmapped_pages_exist(struct upg_runtime *rt)
+{
+	return atomic_load_explicit(&rt->nr_state[PS_INACTIVE], memory_order_relaxed) |
+	       atomic_load_explicit(&rt->nr_state[PS_SWAPPED], memory_order_relaxed) |
+	       atomic_load_explicit(&rt->nr_state[PS_READING], memory_order_relaxed) |
+	       atomic_load_explicit(&rt->nr_state[PS_WRITEBACK], memory_order_relaxed);
+}
+
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last, enum upg_discard_mode mode)
 {
@@ -277,12 +285,26 @@ void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 
 	if (last > r->npages)
 		last = r->npages;
+	/*
+	 * Nothing has ever left RAM: no page is unmapped, FREE has nothing
+	 * to drop.  (The allocator calls it on every large free.)
+	 */
+	if (mode == DISCARD_UNMAPPED && !unmapped_pages_exist(rt))
+		return;
 	for (size_t i = first; i < last; i++) {
 		struct upg_pte *pte = &r->ptes[i];
 		uint8_t zapping;
 
-		if (pte->state == PS_EMPTY)
-			continue; /* racy peek: EMPTY pages have nothing to free */
+		/*
+		 * Racy peeks: EMPTY pages have nothing to free, and FREE
+		 * leaves mapped ones alone.  A page that leaves ACTIVE just
+		 * now is missed -- a hint may miss a page, it must not lock
+		 * a thousand to find none.
+		 */
+		if (pte->state == PS_EMPTY ||
+		    (mode == DISCARD_UNMAPPED && pte->state == PS_ACTIVE &&
+		     !(pte->flags & PTE_ZAPPING)))
+			continue;
 		pte_lock(pte);
 		/* still mapped: ACTIVE, or INACTIVE with the zap to come */
 		if (mode == DISCARD_UNMAPPED &&
