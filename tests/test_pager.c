@@ -608,6 +608,39 @@ Test(failure, bad_options_rejected)
 	cr_assert_eq(upg_runtime_create(&o, &rt), -EINVAL);
 }
 
+/*
+ * Swapping to a block device instead of a file: only with a spare device
+ * named in UPAGER_TEST_BLOCK_DEVICE (CI makes a loop device), whose
+ * contents this test overwrites.
+ */
+Test(swap, block_device_pages)
+{
+	const char *dev = getenv("UPAGER_TEST_BLOCK_DEVICE");
+	size_t npages = 4 * 4 * MiB / PS;
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct upg_stats st;
+	uint8_t *p;
+
+	if (!dev || !dev[0])
+		cr_skip_test("set UPAGER_TEST_BLOCK_DEVICE to a spare block "
+			     "device (it is overwritten) to test it");
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.swap_path = dev;
+	rt = test_runtime_opts(&o);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 11);
+	check_all(p, npages, 11);
+	write_all(p, npages, 12);
+	check_all(p, npages, 12);
+	st = stats_of(rt);
+	cr_assert_gt(st.pages_written, npages / 2, "%" PRIu64, st.pages_written);
+	cr_assert_gt(st.pages_read, npages / 2, "%" PRIu64, st.pages_read);
+	cr_assert_eq(upg_region_release(rt, p), 0);
+	upg_runtime_destroy(rt);
+}
+
 Test(pagesize, large_pager_pages)
 {
 	struct upg_options o;

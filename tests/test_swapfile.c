@@ -440,7 +440,8 @@ Test(swapfile, existing_path_errors)
 
 /*
  * A block device is only opened when one is named for the test: nobody
- * wants a test suite to pick a disk.  The test does not write to it.
+ * wants a test suite to pick a disk.  This test does not write to it;
+ * tests/test-pager's swap::block_device_pages does.
  */
 Test(swapfile, block_device)
 {
