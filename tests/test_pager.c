@@ -454,8 +454,10 @@ struct advise_loop {
 	struct upg_runtime *rt;
 	uint8_t *p;
 	size_t npages;
+	uint8_t *big;  /* 4x the budget, written a page a round: reclaim runs */
+	size_t nbig;
 	atomic_bool stop;
-	unsigned rounds;
+	atomic_uint rounds;
 	size_t bad; /* first byte that survived DONTNEED, or SIZE_MAX */
 };
 
@@ -466,7 +468,9 @@ static void *dontneed_loop(void *arg)
 	while (!atomic_load(&a->stop)) {
 		size_t page = a->rounds % a->npages;
 		uint8_t *pg = a->p + page * PS;
+		size_t k = a->rounds % a->nbig;
 
+		fill_page(a->big + k * PS, k, PS, (unsigned)(a->rounds / a->nbig));
 		fill_page(pg, page, PS, a->rounds);
 		if (upg_advise(a->rt, pg, PS, UPG_ADV_DONTNEED) != 0)
 			break;
@@ -478,19 +482,22 @@ static void *dontneed_loop(void *arg)
 	return NULL;
 }
 
-Test(events, dontneed_races_unmap_and_remap, .timeout = 120)
+static void dontneed_races_unmap_and_remap(enum upg_evict_mode evict)
 {
 	struct upg_options o;
 	struct upg_runtime *rt;
-	struct advise_loop a = { .npages = 64, .bad = SIZE_MAX };
+	struct advise_loop a = { .npages = 64, .nbig = 4 * 4 * MiB / PS,
+				 .bad = SIZE_MAX };
 	pthread_t t;
 
 	upg_options_init(&o);
 	o.budget = 4 * MiB;
 	o.handler_threads = 1;
+	o.evict = evict;
 	rt = test_runtime_opts(&o);
 	a.rt = rt;
 	cr_assert_eq(upg_region_reserve(rt, a.npages * PS, (void **)&a.p), 0);
+	cr_assert_eq(upg_region_reserve(rt, a.nbig * PS, (void **)&a.big), 0);
 	cr_assert_eq(pthread_create(&t, NULL, dontneed_loop, &a), 0);
 	for (unsigned i = 0; i < 2000; i++) {
 		size_t len = 8 * PS;
@@ -509,14 +516,43 @@ Test(events, dontneed_races_unmap_and_remap, .timeout = 120)
 		check_all(moved, 8, i);
 		cr_assert_eq(upg_region_release(rt, moved), 0);
 	}
+	/* big cycled twice: reclaim evicted while events were applied */
+	while (atomic_load(&a.rounds) < 2 * a.nbig)
+		usleep(1000);
 	atomic_store(&a.stop, true);
 	pthread_join(t, NULL);
 	cr_assert_eq(a.bad, SIZE_MAX, "byte %zu survived DONTNEED", a.bad);
-	cr_assert_gt(a.rounds, 0);
+	cr_assert_gt(stats_of(rt).pages_written, 0);
+	/* every page of big holds what its last round wrote, or is untouched */
+	for (size_t k = 0; k < a.nbig; k++) {
+		uint8_t *pg = a.big + k * PS;
+		size_t bad;
+
+		if (k >= a.rounds) {
+			for (size_t i = 0; i < PS; i++)
+				cr_assert_eq(pg[i], 0, "page %zu byte %zu", k, i);
+			continue;
+		}
+		bad = check_page(pg, k, PS,
+				 (unsigned)((a.rounds - 1 - (a.rounds - 1 - k) % a.nbig) /
+					    a.nbig));
+		cr_assert_eq(bad, SIZE_MAX, "big page %zu byte %zu", k, bad);
+	}
 	cr_assert_geq(stats_of(rt).events_unmap, 1000);
 	cr_assert_geq(stats_of(rt).events_remap, 1000);
+	cr_assert_eq(upg_region_release(rt, a.big), 0);
 	cr_assert_eq(upg_region_release(rt, a.p), 0);
 	upg_runtime_destroy(rt);
+}
+
+Test(events, dontneed_races_unmap_and_remap_move, .timeout = 120)
+{
+	dontneed_races_unmap_and_remap(UPG_EVICT_MOVE);
+}
+
+Test(events, dontneed_races_unmap_and_remap_copy, .timeout = 120)
+{
+	dontneed_races_unmap_and_remap(UPG_EVICT_COPY);
 }
 
 /* Resident memory stays within budget plus the documented slack. */
