@@ -7,7 +7,7 @@
  * and completions of the swap reads it issued.  A fault is served by state:
  *
  *   EMPTY     -> zero page (read) or zeroed copy (write)        zero-fill
- *   INACTIVE  -> copy the staged page back (no I/O)             soft fault
+ *   INACTIVE  -> move the staged page back (no I/O)             soft fault
  *   WRITEBACK -> copy from the staging slot being written       soft fault
  *   SWAPPED   -> submit a read, go on; the completion installs  major fault
  *   READING   -> nothing: the completion wakes every waiter     duplicate
@@ -224,7 +224,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	bool predicted = clean && predict_write(rt, pte);
 	/* unmapped by reclaim and touched again -- not a read-ahead's first use */
 	bool refault = !(pte->flags & PTE_PREFETCHED);
-	int ret;
+	int ret = -ENOTSUP;
 
 	if (predicted) {
 		clean = false;
@@ -232,25 +232,35 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	}
 
 	/*
-	 * The staged page is copied back, never moved: a move unmaps it from
-	 * staging, and that costs a TLB flush -- an IPI to every CPU that has
-	 * run the process, on a VM a good part of the fault (bench/fault: a
-	 * soft fault took 1.9x a bare UFFDIO_COPY with moves, 1.5x with
-	 * copies).  A copy is one ioctl and 4 KiB of memcpy; the staged copy
-	 * left behind is zapped later with others in one batch (staging.c).
-	 * A clean page comes back write-protected (UFFDIO_COPY_MODE_WP).
+	 * A dirty page (or one being written now) moves back: zero copy, one
+	 * ioctl.  A clean page must come back write-protected, and a move
+	 * carries no protection along; copying it with UFFDIO_COPY_MODE_WP is
+	 * one ioctl too, and the staged copy is left for a batched zap
+	 * (staging.c).  A page whose staged copy is being written
+	 * is pinned by the I/O and cannot move: it is copied as well.
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_SOFT]);
-	ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
-			    clean && rt->uffd.has_wp, true);
-	if (ret == -EAGAIN) {
-		STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
-		return DEFER_LOCK;
+	if (rt->use_move && !clean && !(pte->flags & PTE_IO)) {
+		ret = upg_uffd_move(&rt->uffd, pa, s, rt->page_size, true);
+		if (ret == -EAGAIN) {
+			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
+			return DEFER_LOCK;
+		}
+		if (ret == 0)
+			rt->frames[f].staged = SLOT_EMPTY;
 	}
-	if (ret && ret != -EEXIST) {
-		upg_log("soft fault at %#lx: copy failed: %s",
-			(unsigned long)pa, upg_strerror(-ret));
-		return SERVED;
+	if (ret) {
+		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
+				    clean && rt->uffd.has_wp, true);
+		if (ret == -EAGAIN) {
+			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
+			return DEFER_LOCK;
+		}
+		if (ret && ret != -EEXIST) {
+			upg_log("soft fault at %#lx: copy failed: %s",
+				(unsigned long)pa, upg_strerror(-ret));
+			return SERVED;
+		}
 	}
 	stats_fault(rt, UPG_FAULT_SOFT, t0);
 	if (predicted)
