@@ -297,13 +297,16 @@ void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 
 		/*
 		 * Racy peeks: EMPTY pages have nothing to free, and FREE
-		 * leaves mapped ones alone.  A page that leaves ACTIVE just
-		 * now is missed -- a hint may miss a page, it must not lock
-		 * a thousand to find none.
+		 * leaves mapped ones alone -- unless their lock is held: then
+		 * reclaim may be unmapping one right now, and waiting for it
+		 * finds it unmapped.  A hint may miss a page that starts to
+		 * leave just after the peek; it must not lock a thousand
+		 * pages to find none.
 		 */
 		if (pte->state == PS_EMPTY ||
 		    (mode == DISCARD_UNMAPPED && pte->state == PS_ACTIVE &&
-		     !(pte->flags & PTE_ZAPPING)))
+		     !(pte->flags & PTE_ZAPPING) &&
+		     !atomic_load_explicit(&pte->lock, memory_order_relaxed)))
 			continue;
 		pte_lock(pte);
 		/* still mapped: ACTIVE, or INACTIVE with the zap to come */
