@@ -466,6 +466,8 @@ enum upg_discard_mode {
 };
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last, enum upg_discard_mode mode);
+/* reclaim.c: drop the self-zap entries in [start, end) (region unmapped) */
+void selfzap_forget(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 /* Unlink and free the regions UNMAP events killed; not from a handler. */
 void region_reap_dead(struct upg_runtime *rt);
 /* uffd non-cooperative events, applied by handlers */

@@ -60,7 +60,30 @@ static struct upg_pte *lock_frame_page(struct upg_runtime *rt, uint32_t f,
 	return pte;
 }
 
-static void selfzap(struct upg_runtime *rt, uintptr_t pa)
+void selfzap_forget(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	pthread_mutex_lock(&rt->selfzap_lock);
+	for (unsigned i = 0; i < rt->nselfzap;) {
+		if (rt->selfzap[i].start >= start && rt->selfzap[i].end <= end)
+			rt->selfzap[i] = rt->selfzap[--rt->nselfzap];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&rt->selfzap_lock);
+}
+
+/*
+ * Zap page @pa of @r, announced so that the handler takes its REMOVE event
+ * for ours.  No event comes when the program has unmapped or moved the
+ * region meanwhile (the madvise fails, or lands on a mapping not yet
+ * registered): the entry is forgotten here when the region is dead by now,
+ * and by the UNMAP or REMAP event's handling otherwise (region.c) -- left
+ * behind, it would
+ * swallow a later REMOVE of the program's own on that page.  A REMOVE that
+ * did come for the dead region and is not applied yet then discards pages
+ * of a dead region: garbage anyway.
+ */
+static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 {
 	pthread_mutex_lock(&rt->selfzap_lock);
 	upg_check(rt->nselfzap < ARRAY_SIZE(rt->selfzap));
@@ -68,7 +91,9 @@ static void selfzap(struct upg_runtime *rt, uintptr_t pa)
 	rt->selfzap[rt->nselfzap].end = pa + rt->page_size;
 	rt->nselfzap++;
 	pthread_mutex_unlock(&rt->selfzap_lock);
-	madvise((void *)pa, rt->page_size, MADV_DONTNEED);
+	if (madvise((void *)pa, rt->page_size, MADV_DONTNEED) != 0 ||
+	    atomic_load(&r->dead))
+		selfzap_forget(rt, pa, pa + rt->page_size);
 }
 
 /*
@@ -122,7 +147,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	pte->flags |= PTE_ZAPPING;
 	pte_unlock(pte);
 	/* Not under the page lock: the zap waits until a handler reads it. */
-	selfzap(rt, pa);
+	selfzap(rt, r, pa);
 	pte_lock(pte);
 	pte->flags &= (uint8_t)~PTE_ZAPPING;
 	/* discarded while it was being zapped: the frame is not ours now */
@@ -201,6 +226,23 @@ static bool staged_is_zero(struct upg_runtime *rt, uint32_t f)
 	return true;
 }
 
+/*
+ * A handler holds a REMAP, and every message read after it, until it gets
+ * regions_lock for writing (fault.c); reclaim holds the read side for a
+ * whole pass.  Step aside for it between pages: meanwhile the REMOVE
+ * events of our own zaps are read but not applied, and their entries pile
+ * up in rt->selfzap.  Called with regions_lock read-held, no page locked.
+ */
+static void yield_to_writer(struct upg_runtime *rt)
+{
+	if (!atomic_load_explicit(&rt->regions_writer_waiting, memory_order_relaxed))
+		return;
+	pthread_rwlock_unlock(&rt->regions_lock);
+	for (int i = 0; i < 1000 && atomic_load(&rt->regions_writer_waiting); i++)
+		sched_yield();
+	pthread_rwlock_rdlock(&rt->regions_lock);
+}
+
 /* Deactivate up to @n of the oldest active pages.  Returns how many. */
 static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 {
@@ -219,6 +261,7 @@ static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 		uint32_t f;
 
 		scanned++;
+		yield_to_writer(rt);
 		if (!scan_head(rt, FL_ACTIVE, PS_ACTIVE,
 			       PTE_PINNED | PTE_IO | PTE_ZAPPING, &f, &pte, &r, &page))
 			break;
@@ -506,14 +549,7 @@ static void reclaim_run(struct upg_runtime *rt)
 			pthread_mutex_unlock(&rt->lru_lock);
 		}
 		idle = freed ? 0 : idle + 1;
-		if (atomic_load(&rt->regions_writer_waiting)) {
-			/* a handler holds a REMAP (and its faults) for us */
-			pthread_rwlock_unlock(&rt->regions_lock);
-			for (int i = 0; i < 1000 &&
-			     atomic_load(&rt->regions_writer_waiting); i++)
-				sched_yield();
-			pthread_rwlock_rdlock(&rt->regions_lock);
-		}
+		yield_to_writer(rt);
 	}
 	pthread_rwlock_unlock(&rt->regions_lock);
 }

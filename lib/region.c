@@ -489,6 +489,8 @@ void region_event_unmap(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 	bool killed = false;
 
 	STAT_INC(rt, events_unmap);
+	/* no self-zap in the range can send its REMOVE now (reclaim.c) */
+	selfzap_forget(rt, start, end);
 	for_each_overlap(rt, start, end, discard_range);
 
 	/* Regions wholly unmapped are gone: dead now, unlinked later. */
@@ -524,6 +526,8 @@ bool region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 	}
 	atomic_store(&rt->regions_writer_waiting, false);
 	STAT_INC(rt, events_remap);
+	/* the old range is not ours now: no self-zap there sends a REMOVE */
+	selfzap_forget(rt, from, from + len);
 	for (uint32_t i = 0; i < rt->nregions; i++) {
 		struct upg_region *r = rt->sorted[i];
 		uintptr_t base = atomic_load(&r->base);
