@@ -1161,11 +1161,20 @@ void *handler_main(void *arg)
 			cpu_relax();
 			continue;
 		}
+		/*
+		 * Sleep with a timeout while work waits on a retry: deferred
+		 * faults, held messages, installs refused with EAGAIN (the
+		 * event that refused them may have been read already, and no
+		 * completion may ever come to wake us), and hints.
+		 */
 		upg_ring_wait(&h->ring, h->npending || h->nheld ||
+				     h->ninstall_retry ||
 				     (h->index == 0 && atomic_load(&rt->nwillneed)) ?
 			      PENDING_RETRY_NS : 0);
-		if (h->npending) {
+		if (h->npending || h->ninstall_retry) {
 			pthread_rwlock_rdlock(&rt->fork_lock);
+			if (h->ninstall_retry)
+				retry_installs(h);
 			retry_pending(h);
 			handler_submit(h);
 			pthread_rwlock_unlock(&rt->fork_lock);
