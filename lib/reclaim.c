@@ -89,10 +89,9 @@ void selfzap_forget(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
  * region meanwhile (the madvise fails, or lands on a mapping not yet
  * registered): the entry is forgotten here when the region is dead by now,
  * and by the UNMAP or REMAP event's handling otherwise (region.c) -- left
- * behind, it would
- * swallow a later REMOVE of the program's own on that page.  A REMOVE that
- * did come for the dead region and is not applied yet then discards pages
- * of a dead region: garbage anyway.
+ * behind, it would swallow a later REMOVE of the program's own on that
+ * page.  A REMOVE that did come for the dead region and is not applied yet
+ * then discards pages of a dead region: garbage anyway.
  */
 static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 {

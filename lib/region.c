@@ -263,13 +263,7 @@ fail:
 	return ret;
 }
 
-/*
- * Drop the pages of [first, last) to EMPTY.  Called with regions_lock held
- * (read or write).  Pages with I/O in flight are marked PTE_DISCARD and
- * finished by the I/O completion.  DISCARD_UNMAPPED leaves mapped pages
- * alone, so it needs no zap and sends no TLB flush: the pages it drops are
- * not in the program's page table.
- */
+/* Some page is not mapped: INACTIVE, SWAPPED, READING or WRITEBACK. */
 static bool unmapped_pages_exist(struct upg_runtime *rt)
 {
 	return atomic_load_explicit(&rt->nr_state[PS_INACTIVE], memory_order_relaxed) |
@@ -278,6 +272,13 @@ static bool unmapped_pages_exist(struct upg_runtime *rt)
 	       atomic_load_explicit(&rt->nr_state[PS_WRITEBACK], memory_order_relaxed);
 }
 
+/*
+ * Drop the pages of [first, last) to EMPTY.  Called with regions_lock held
+ * (read or write).  Pages with I/O in flight are marked PTE_DISCARD and
+ * finished by the I/O completion.  DISCARD_UNMAPPED leaves mapped pages
+ * alone, so it needs no zap and sends no TLB flush: the pages it drops are
+ * not in the program's page table.
+ */
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last, enum upg_discard_mode mode)
 {
