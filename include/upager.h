@@ -224,6 +224,9 @@ struct upg_stats {
 	uint64_t writable_installs;  /* clean pages mapped writable (and so dirty)
 					because they were written last time: no
 					write-protect fault to take */
+	uint64_t deactivation_flushes; /* unmapping calls (each one TLB flush)
+					  that made the deactivations: runs of
+					  pages move out together */
 	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 	/* what the running kernel offered, and what is used */
 	bool paged;

@@ -76,6 +76,21 @@ static void list_append(struct upg_runtime *rt, uint32_t f, uint8_t to)
 	l->count++;
 }
 
+/* Take free frame @f off the free list; lru_lock held. */
+static void free_list_unlink(struct upg_runtime *rt, uint32_t f)
+{
+	struct upg_frame *fr = &rt->frames[f];
+
+	if (fr->prev != UPG_NO_FRAME)
+		rt->frames[fr->prev].next = fr->next;
+	else
+		rt->free_head = fr->next;
+	if (fr->next != UPG_NO_FRAME)
+		rt->frames[fr->next].prev = fr->prev;
+	else
+		rt->free_tail = fr->prev;
+}
+
 int frames_init(struct upg_runtime *rt)
 {
 	uint32_t budget = (uint32_t)(rt->opts.budget / rt->page_size);
@@ -96,7 +111,8 @@ int frames_init(struct upg_runtime *rt)
 	if (!rt->frames)
 		return -ENOMEM;
 	/* frames past next_unused are free and untouched: no table to fill */
-	rt->free_head = UPG_NO_FRAME;
+	rt->free_head = rt->free_tail = UPG_NO_FRAME;
+	rt->last_alloc = UPG_NO_FRAME;
 	rt->next_unused = 0;
 	rt->active = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
 	rt->inactive = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
@@ -118,6 +134,46 @@ void frames_destroy(struct upg_runtime *rt)
 	rt->frames = NULL;
 }
 
+/*
+ * The frame to give (@r, @page), lru_lock held: the one after the frame of
+ * the page before it, or after the last frame given, when that one is
+ * free -- so that a sequential stream holds ascending frames, whatever
+ * order frames were freed in, and leaves in runs (reclaim.c) -- else the
+ * oldest free frame, else one never used.  The page before is read
+ * without its lock: only a hint, checked against the free list here.
+ */
+static uint32_t pick_free_frame(struct upg_runtime *rt, struct upg_region *r,
+				size_t page)
+{
+	uint32_t hints[2] = { UPG_NO_FRAME, rt->last_alloc };
+
+	if (page > 0)
+		hints[0] = __atomic_load_n(&r->ptes[page - 1].frame,
+					   __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < 2; i++) {
+		uint32_t f = hints[i];
+
+		if (f == UPG_NO_FRAME || f + 1 >= rt->nframes)
+			continue;
+		f++;
+		if (f == rt->next_unused) {
+			rt->next_unused++;
+			return f;
+		}
+		if (f < rt->next_unused && rt->frames[f].list == FL_FREE) {
+			free_list_unlink(rt, f);
+			return f;
+		}
+	}
+	if (rt->free_head != UPG_NO_FRAME) {
+		uint32_t f = rt->free_head;
+
+		free_list_unlink(rt, f);
+		return f;
+	}
+	return rt->next_unused++;
+}
+
 uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 {
 	struct upg_frame *fr;
@@ -129,12 +185,8 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 		pthread_mutex_unlock(&rt->lru_lock);
 		return UPG_NO_FRAME;
 	}
-	if (rt->free_head != UPG_NO_FRAME) {
-		f = rt->free_head;
-		rt->free_head = rt->frames[f].next;
-	} else {
-		f = rt->next_unused++;
-	}
+	f = pick_free_frame(rt, r, page);
+	rt->last_alloc = f;
 	fr = &rt->frames[f];
 	fr->region_id = r->id;
 	fr->page_lo = (uint32_t)page;
@@ -162,8 +214,13 @@ void frame_free(struct upg_runtime *rt, uint32_t f)
 	upg_assert(fr->list != FL_FREE);
 	list_unlink(rt, f);
 	fr->list = FL_FREE;
-	fr->next = rt->free_head;
-	rt->free_head = f;
+	fr->next = UPG_NO_FRAME;
+	fr->prev = rt->free_head == UPG_NO_FRAME ? UPG_NO_FRAME : rt->free_tail;
+	if (rt->free_head == UPG_NO_FRAME)
+		rt->free_head = f;
+	else
+		rt->frames[rt->free_tail].next = f;
+	rt->free_tail = f;
 	rt->used_frames--;
 	wake = atomic_load(&rt->frame_waiters) > 0;
 	pthread_mutex_unlock(&rt->lru_lock);

@@ -153,7 +153,8 @@ enum upg_slot_state {
 #define ZAP_QUEUE_MAX 256
 
 struct upg_frame {
-	uint32_t prev, next; /* list links (frame numbers); guarded by lru_lock */
+	uint32_t prev, next; /* list links (frame numbers), of the LRU lists or
+			       the free list; guarded by lru_lock */
 	uint32_t region_id;  /* owner page, valid unless FL_FREE */
 	uint32_t page_lo;    /* page index, low and high 32 bits */
 	uint32_t page_hi;
@@ -278,7 +279,7 @@ struct upg_handler {
 struct upg_counters {
 	atomic_uint_least64_t faults[UPG_FAULT_KINDS];
 	atomic_uint_least64_t faults_duplicate, faults_waited;
-	atomic_uint_least64_t deactivations;
+	atomic_uint_least64_t deactivations, deactivation_flushes;
 	atomic_uint_least64_t pages_written, pages_read;
 	atomic_uint_least64_t write_requests, read_requests;
 	atomic_uint_least64_t clean_drops, discards, swap_full;
@@ -300,6 +301,7 @@ struct upg_runtime {
 	bool paged;
 	char unpaged_reason[256];
 	bool use_move; /* evict with UFFDIO_MOVE, else protect-copy-zap */
+	bool move_runs; /* ... several pages per move (pager page = system page) */
 
 	struct upg_uffd uffd;
 	/*
@@ -379,7 +381,15 @@ struct upg_runtime {
 				   while swap is full */
 	uint32_t budget_frames;
 	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
-	uint32_t free_head;     /* stack of freed frames */
+	/*
+	 * Freed frames, oldest first (FIFO, doubly linked through prev/next,
+	 * so that any free frame can be taken: frame.c gives a sequential
+	 * stream ascending frames, and a run of its pages then leaves RAM by
+	 * one move into consecutive staging slots, reclaim.c).  free_tail is
+	 * meaningful only while free_head is not UPG_NO_FRAME.
+	 */
+	uint32_t free_head, free_tail;
+	uint32_t last_alloc;    /* the frame given last, or UPG_NO_FRAME */
 	uint32_t next_unused;   /* frames >= next_unused were never used */
 	struct upg_list active, inactive;
 	atomic_uint pinned_pages; /* pages with PTE_PINNED */

@@ -222,6 +222,9 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	}
 	rt->use_move = opts->evict != UPG_EVICT_COPY && rt->uffd.has_move &&
 		       rt->staging_uffd.has_move;
+	/* a run's move may stop inside a larger pager page: whole pages only */
+	rt->move_runs = rt->use_move &&
+			rt->page_size == (size_t)sysconf(_SC_PAGESIZE);
 
 	ret = frames_init(rt);
 	if (ret)

@@ -76,6 +76,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->zero_filled_ahead = LOAD(rt->c.zero_filled_ahead);
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
+	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
 
@@ -156,9 +157,9 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 	human(b, sizeof(b), st->bytes_read);
 	fprintf(out, "  swap: %" PRIu64 " pages written (%s in %" PRIu64
 		" requests), %" PRIu64 " read (%s), %" PRIu64 " clean drops, %"
-		PRIu64 " deactivations\n",
+		PRIu64 " deactivations (%" PRIu64 " TLB flushes)\n",
 		st->pages_written, a, st->write_requests, st->pages_read, b,
-		st->clean_drops, st->deactivations);
+		st->clean_drops, st->deactivations, st->deactivation_flushes);
 	fprintf(out, "  prefetch: %" PRIu64 " pages read ahead, %" PRIu64
 		" used; %" PRIu64 " zero-filled ahead of a writer, %" PRIu64
 		" zero pages dropped unwritten\n",

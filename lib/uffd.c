@@ -197,9 +197,10 @@ int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake)
 	return 0;
 }
 
-int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
-		  size_t len, bool wake)
+int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		       size_t len, bool wake, size_t *moved)
 {
+	*moved = 0;
 	while (len > 0) {
 		struct uffdio_move m = {
 			.dst = dst,
@@ -213,15 +214,25 @@ int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 			dst += (size_t)m.move;
 			src += (size_t)m.move;
 			len -= (size_t)m.move;
+			*moved += (size_t)m.move;
 			continue;
 		}
 		if (ret)
 			return ret;
 		if (m.move != (__s64)len)
 			return m.move < 0 ? (int)m.move : -EIO;
+		*moved += len;
 		len = 0;
 	}
 	return 0;
+}
+
+int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		  size_t len, bool wake)
+{
+	size_t moved;
+
+	return upg_uffd_move_part(u, dst, src, len, wake, &moved);
 }
 
 int upg_uffd_writeprotect(struct upg_uffd *u, uintptr_t start, size_t len,

@@ -104,6 +104,9 @@ int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake);
 /* Move present pages from @src to the missing range @dst (zero copy). */
 int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 		  size_t len, bool wake);
+/* ... and how many bytes of the range moved before an error stopped it */
+int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		       size_t len, bool wake, size_t *moved);
 /* Set (@protect) or clear write protection; clearing wakes the waiters. */
 int upg_uffd_writeprotect(struct upg_uffd *u, uintptr_t start, size_t len,
 			  bool protect);
