@@ -68,8 +68,9 @@ static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
  * mapped writable and counted dirty at once instead.  A wrong guess costs a
  * needless swap write at eviction, never data, but in a phase that only
  * reads it costs one write per page -- so guesses are made only while they
- * are mostly right: one in four candidates (and all of them while guessing
- * is off) is mapped protected as a probe, and a probe that is written
+ * are mostly right: one in four candidates (one in eight while the guesses
+ * are nearly always right; all of them while guessing is off) is mapped
+ * protected as a probe, and a probe that is written
  * counts as right, one evicted clean as wrong.  Each guess spends the page's
  * evidence, so a page that stops being written is soon protected again.
  * The page lock is held.
@@ -91,6 +92,12 @@ void predict_graded_wrong(struct upg_runtime *rt)
 	predict_grade(rt, false);
 }
 
+/* Probes right 15 times in 16, and enough of them to tell. */
+static bool predict_confident(const struct upg_runtime *rt)
+{
+	return rt->predict_right >= 15 * rt->predict_wrong + 32;
+}
+
 static void note_write(struct upg_runtime *rt, struct upg_pte *pte)
 {
 	pte->write_hist = 3;
@@ -104,20 +111,28 @@ static void note_write(struct upg_runtime *rt, struct upg_pte *pte)
 static bool predict_write(struct upg_runtime *rt, struct upg_pte *pte)
 {
 	bool trusted = rt->predict_right >= 3 * rt->predict_wrong + 8;
+	unsigned probe_mask = predict_confident(rt) ? 7 : 3;
 
 	if (pte->write_hist < 2)
 		return false;
-	if (!trusted || (++rt->predict_installs & 3) == 0) {
+	if (!trusted || (++rt->predict_installs & probe_mask) == 0) {
 		pte->flags |= PTE_PROBE;
 		return false;
 	}
 	return true;
 }
 
-/* A guess was acted on: the page is mapped writable. */
+/*
+ * A guess was acted on: the page is mapped writable.  It spends the page's
+ * evidence, unless the probes say guesses are nearly always right (a
+ * program that updates what it reads, pass after pass): then a page's
+ * evidence would run out every few passes and cost a write-protect fault
+ * to renew, and a read-only phase is still caught, by the probes.
+ */
 static void spend_prediction(struct upg_runtime *rt, struct upg_pte *pte)
 {
-	pte->write_hist--;
+	if (!predict_confident(rt))
+		pte->write_hist--;
 	STAT_INC(rt, writable_installs);
 }
 
@@ -203,6 +218,15 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 		p->slot = UPG_NO_SLOT;
 		p->flags &= PTE_PINNED;
 		p->flags |= PTE_DIRTY;
+		/*
+		 * A write is the first of its page (or the next page of a
+		 * sequential writer): evidence for write prediction, as a
+		 * write-protect fault would be, so that a program that fills
+		 * its memory and then updates it in place does not pay one
+		 * such fault per page on its first pass back.
+		 */
+		if (is_write(flags))
+			p->write_hist = 3;
 		page_activate(rt, p);
 		if (i)
 			pte_unlock(p);
