@@ -294,7 +294,8 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	if (pte->flags & PTE_PREFETCHED) {
 		pte->flags &= (uint8_t)~PTE_PREFETCHED;
 		STAT_INC(rt, prefetch_hits);
-		h->stride.hits++;
+		streams_hit(&h->streams, (uint64_t)rt->frames[f].region_id << 40 |
+					 frame_page(&rt->frames[f]));
 	}
 	/* a copied-from staging slot is garbage, unless a write still reads it */
 	if (!(pte->flags & PTE_IO))
@@ -425,21 +426,22 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 {
 	struct upg_runtime *rt = h->rt;
 	uint64_t key = (uint64_t)r->id << 40 | page;
-	unsigned mapped = h->stride.mapped;
-	bool continued = h->stride.stride && key == h->stride.expect;
-	int64_t stride = stride_next(&h->stride, key);
+	struct upg_stride *st = streams_pick(&h->streams, key);
+	unsigned mapped = st->mapped;
+	bool continued = st->stride && key == st->expect;
+	int64_t stride = stride_next(st, key);
 	unsigned run[READ_RUN_MAX], nrun = 0;
 	bool map;
 
 	if (continued)
 		STAT_ADD(rt, prefetch_hits, mapped);
 
-	stride_feedback(&h->stride);
+	stride_feedback(st);
 	if (!stride)
 		return;
-	map = h->stride.window >= PREFETCH_MAP_WINDOW;
-	h->stride.expect = key + (uint64_t)(stride * (int64_t)(h->stride.window + 1));
-	for (unsigned k = 1; k <= h->stride.window; k++) {
+	map = st->window >= PREFETCH_MAP_WINDOW;
+	st->expect = key + (uint64_t)(stride * (int64_t)(st->window + 1));
+	for (unsigned k = 1; k <= st->window; k++) {
 		int64_t t = (int64_t)page + stride * (int64_t)k;
 		struct upg_pte *pte;
 		enum served s = SERVED;
@@ -457,10 +459,10 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 
 				pte->flags |= PTE_PREFETCHED;
 				STAT_INC(rt, prefetch_issued);
-				h->stride.issued++;
+				st->issued++;
 				if (map) {
 					h->reads[b].map = true;
-					h->stride.mapped++;
+					st->mapped++;
 				}
 				if (nrun && (nrun == READ_RUN_MAX ||
 					     h->reads[b].slot !=
@@ -799,8 +801,10 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
 			/* a thread faulted on it while it was read ahead */
 			STAT_INC(rt, prefetch_hits);
+			/* (mapped ones are counted by stride_next()) */
 			if (!rd->map)
-				h->stride.hits++; /* mapped ones: stride_next */
+				streams_hit(&h->streams, (uint64_t)r->id << 40 |
+							 rd->page);
 		}
 
 		if (!rd->prefetch)

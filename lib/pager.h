@@ -222,6 +222,7 @@ struct upg_read {
 
 struct upg_stride {
 	uint64_t hist[8];   /* region id << 40 | page of recent major faults */
+	uint64_t last_use;  /* streams' clock when it last took a fault */
 	unsigned n;         /* entries in hist */
 	unsigned window;    /* pages to prefetch ahead */
 	unsigned issued;    /* prefetches since the window was last judged */
@@ -238,6 +239,27 @@ int64_t stride_observe(struct upg_stride *s, uint64_t key);
 int64_t stride_next(struct upg_stride *s, uint64_t key);
 /* Grow or shrink the window from its hit rate. */
 void stride_feedback(struct upg_stride *s);
+
+/*
+ * Several streams at once (prefetch.c): a loop over the columns of several
+ * arrays interleaves their faults, and one history of them shows no stride.
+ * A fault goes to the stream it continues, else to the nearby stream it is
+ * nearest to, else to the history of all faults (which finds one stream of
+ * any stride) while it starts a nearby stream of its own.
+ */
+#define PREFETCH_STREAMS 8
+/* Nearby: at most this many pages from the stream's last fault. */
+#define PREFETCH_STREAM_GAP 64
+struct upg_streams {
+	struct upg_stride all;                   /* every fault */
+	struct upg_stride s[PREFETCH_STREAMS];   /* nearby streams */
+	uint64_t clock;
+};
+void streams_init(struct upg_streams *ss);
+/* The stream a major fault at @key belongs to (an old one is reused). */
+struct upg_stride *streams_pick(struct upg_streams *ss, uint64_t key);
+/* A page read ahead near @key was used: credit the stream nearest to it. */
+void streams_hit(struct upg_streams *ss, uint64_t key);
 
 struct upg_handler {
 	struct upg_runtime *rt;
@@ -259,7 +281,7 @@ struct upg_handler {
 	struct upg_held *held;       /* HELD_MAX entries, a ring */
 	unsigned held_head, nheld;   /* nheld > 0: a REMAP waits at the head */
 	bool starved;                /* counted in rt->frame_waiters */
-	struct upg_stride stride;    /* of major faults: prefetch */
+	struct upg_streams streams;  /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
 	unsigned ninstall_retry;     /* reads with install_retry set */
 	/*

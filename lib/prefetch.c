@@ -22,6 +22,17 @@
  *
  * The window adapts like the kernel's readahead: it doubles while hits keep
  * up with what was issued, and halves when they do not.
+ *
+ * A program may walk several lines at once -- a loop over the columns of
+ * four matrices -- and then one history of its faults interleaves four
+ * strides and no vote is won.  So a handler keeps several streams, each
+ * with its own history and window, like a hardware prefetcher's stream
+ * table: a fault goes to the stream it continues (the one expected), else
+ * to the stream whose last fault is nearest, if that is within
+ * PREFETCH_STREAM_GAP pages in the same region.  A fault far from every
+ * stream starts one in place of the one idle longest, and is voted on in
+ * the history of all faults, which finds a single stream of any stride
+ * (a column walk over rows of many pages).
  */
 #include "pager.h"
 
@@ -102,4 +113,89 @@ void stride_feedback(struct upg_stride *s)
 		s->window /= 2;
 	}
 	s->issued = s->hits = 0;
+}
+
+void streams_init(struct upg_streams *ss)
+{
+	stride_init(&ss->all);
+	ss->all.last_use = 0;
+	for (unsigned i = 0; i < PREFETCH_STREAMS; i++) {
+		stride_init(&ss->s[i]);
+		ss->s[i].last_use = 0;
+	}
+	ss->clock = 0;
+}
+
+/*
+ * Distance from @key to stream @s: to its last fault, or to the span it
+ * has read ahead (from its last fault to the one it expects next), since
+ * a page of that span may fault too (evicted before its use).  UINT64_MAX
+ * in another region.
+ */
+static uint64_t stream_distance(const struct upg_stride *s, uint64_t key)
+{
+	uint64_t lo, hi;
+
+	if (s->n == 0 || s->hist[s->n - 1] >> 40 != key >> 40)
+		return UINT64_MAX;
+	lo = hi = s->hist[s->n - 1];
+	if (s->stride && s->expect >> 40 == key >> 40) {
+		if (s->expect < lo)
+			lo = s->expect;
+		else
+			hi = s->expect;
+	}
+	if (key < lo)
+		return lo - key;
+	return key > hi ? key - hi : 0;
+}
+
+/* The nearby stream nearest to @key, or NULL. */
+static struct upg_stride *nearest(struct upg_streams *ss, uint64_t key)
+{
+	struct upg_stride *best = NULL;
+	uint64_t best_d = PREFETCH_STREAM_GAP + 1;
+
+	for (unsigned i = 0; i < PREFETCH_STREAMS; i++) {
+		uint64_t d = stream_distance(&ss->s[i], key);
+
+		if (d < best_d) {
+			best = &ss->s[i];
+			best_d = d;
+		}
+	}
+	return best;
+}
+
+struct upg_stride *streams_pick(struct upg_streams *ss, uint64_t key)
+{
+	struct upg_stride *s = NULL;
+
+	if (ss->all.stride && ss->all.expect == key)
+		s = &ss->all;
+	for (unsigned i = 0; i < PREFETCH_STREAMS && !s; i++)
+		if (ss->s[i].stride && ss->s[i].expect == key)
+			s = &ss->s[i];
+	if (!s)
+		s = nearest(ss, key);
+	if (!s) {
+		struct upg_stride *idle = &ss->s[0];
+
+		for (unsigned i = 1; i < PREFETCH_STREAMS; i++)
+			if (ss->s[i].last_use < idle->last_use)
+				idle = &ss->s[i];
+		stride_init(idle);
+		stride_observe(idle, key);
+		idle->last_use = ++ss->clock;
+		s = &ss->all;
+	}
+	s->last_use = ++ss->clock;
+	return s;
+}
+
+void streams_hit(struct upg_streams *ss, uint64_t key)
+{
+	struct upg_stride *s = nearest(ss, key);
+
+	(s ? s : &ss->all)->hits++;
 }

@@ -62,7 +62,7 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 
 	h->rt = rt;
 	h->index = index;
-	stride_init(&h->stride);
+	streams_init(&h->streams);
 	stride_init(&h->zero_stride);
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)

@@ -132,6 +132,40 @@ static void evict_readback(enum upg_evict_mode mode)
 Test(evict, move_readback) { evict_readback(UPG_EVICT_MOVE); }
 Test(evict, copy_readback) { evict_readback(UPG_EVICT_COPY); }
 
+/*
+ * Four loops over four arrays at once, page strides 1, 3, 8 and 21, their
+ * accesses interleaved: each stream is detected on its own (prefetch.c),
+ * so most pages are read ahead although consecutive faults never agree.
+ */
+Test(prefetch, interleaved_strides)
+{
+	static const size_t strides[] = { 1, 3, 8, 21 };
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS, quarter = npages / 4, steps = 1000;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	/* push everything out: the walks start from swap */
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_COLD), 0);
+	a = stats_of(rt);
+	for (size_t k = 0; k < steps; k++)
+		for (size_t s = 0; s < 4; s++) {
+			size_t page = s * quarter + k * strides[s] % quarter;
+			size_t bad = check_page(p + page * PS, page, PS, 1);
+
+			cr_assert_eq(bad, SIZE_MAX, "page %zu byte %zu", page, bad);
+		}
+	b = stats_of(rt);
+	cr_assert_gt(b.prefetch_hits - a.prefetch_hits, 4 * steps / 2,
+		     "%" PRIu64 " of %zu pages read ahead and used (%" PRIu64
+		     " major faults)", b.prefetch_hits - a.prefetch_hits,
+		     4 * steps, b.faults[UPG_FAULT_MAJOR] - a.faults[UPG_FAULT_MAJOR]);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 /* A hot set touched between cold scans comes back by soft faults. */
 static void soft_faults(enum upg_evict_mode mode)
 {
