@@ -318,42 +318,40 @@ static unsigned gather_run(struct upg_runtime *rt, struct upg_region *r,
 /*
  * Deactivate the run of @n pages from (@r, @page), locked and isolated,
  * frames from @f.  A page the run's move stops at (zapped by the program,
- * shared with a fork child) takes the single-page path, which knows what
- * to do with it; the run goes on after it.  Returns how many went inactive.
+ * shared with a fork child, an event pending) takes the single-page path,
+ * which knows what to do with it -- but that path may zap the page and
+ * wait for a handler to read the event, and a handler may be waiting for
+ * the lock of a later page of the run: the rest of the run is handed back
+ * first, at the head of the active list.  Returns how many went inactive.
  */
 static unsigned deactivate_run(struct upg_runtime *rt, struct upg_region *r,
 			       size_t page, uint32_t f, struct upg_pte **ptes,
 			       unsigned n)
 {
 	uintptr_t pa = region_page_addr(r, page, rt->page_size);
-	unsigned done = 0, i = 0;
+	size_t bytes = 0;
+	unsigned moved;
 
 	for (unsigned k = 0; k < n; k++)
 		staging_make_empty(rt, f + k);
-	while (i < n) {
-		size_t bytes = 0;
-		unsigned moved;
-
-		if (n - i > 1) {
-			upg_uffd_move_part(&rt->staging_uffd,
-					   (uintptr_t)frame_staging(rt, f + i),
-					   pa + i * rt->page_size,
-					   (n - i) * rt->page_size, false, &bytes);
-		}
-		moved = (unsigned)(bytes / rt->page_size);
-		if (moved)
-			STAT_INC(rt, deactivation_flushes);
-		for (unsigned k = 0; k < moved; k++)
-			moved_out(rt, ptes[i + k], f + i + k);
-		i += moved;
-		done += moved;
-		if (i < n) {
-			if (deactivate_locked(rt, r, page + i, ptes[i], f + i))
-				done++;
-			i++;
-		}
+	if (n > 1)
+		upg_uffd_move_part(&rt->staging_uffd, (uintptr_t)frame_staging(rt, f),
+				   pa, n * rt->page_size, false, &bytes);
+	moved = (unsigned)(bytes / rt->page_size);
+	if (moved)
+		STAT_INC(rt, deactivation_flushes);
+	for (unsigned k = 0; k < moved; k++)
+		moved_out(rt, ptes[k], f + k);
+	if (moved == n)
+		return moved;
+	for (unsigned k = n - 1; k > moved; k--) {
+		pthread_mutex_lock(&rt->lru_lock);
+		frame_move_head_locked(rt, f + k, FL_ACTIVE);
+		pthread_mutex_unlock(&rt->lru_lock);
+		pte_unlock(ptes[k]);
 	}
-	return done;
+	return moved + deactivate_locked(rt, r, page + moved, ptes[moved],
+					 f + moved);
 }
 
 /* Deactivate up to @n of the oldest active pages.  Returns how many. */
