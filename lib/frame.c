@@ -30,6 +30,8 @@
 static struct upg_list *list_of(struct upg_runtime *rt, uint8_t l)
 {
 	switch (l) {
+	case FL_FREE:
+		return &rt->free;
 	case FL_ACTIVE:
 		return &rt->active;
 	case FL_INACTIVE:
@@ -76,21 +78,6 @@ static void list_append(struct upg_runtime *rt, uint32_t f, uint8_t to)
 	l->count++;
 }
 
-/* Take free frame @f off the free list; lru_lock held. */
-static void free_list_unlink(struct upg_runtime *rt, uint32_t f)
-{
-	struct upg_frame *fr = &rt->frames[f];
-
-	if (fr->prev != UPG_NO_FRAME)
-		rt->frames[fr->prev].next = fr->next;
-	else
-		rt->free_head = fr->next;
-	if (fr->next != UPG_NO_FRAME)
-		rt->frames[fr->next].prev = fr->prev;
-	else
-		rt->free_tail = fr->prev;
-}
-
 int frames_init(struct upg_runtime *rt)
 {
 	uint32_t budget = (uint32_t)(rt->opts.budget / rt->page_size);
@@ -111,7 +98,7 @@ int frames_init(struct upg_runtime *rt)
 	if (!rt->frames)
 		return -ENOMEM;
 	/* frames past next_unused are free and untouched: no table to fill */
-	rt->free_head = rt->free_tail = UPG_NO_FRAME;
+	rt->free = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
 	rt->last_alloc = UPG_NO_FRAME;
 	rt->next_unused = 0;
 	rt->active = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
@@ -161,14 +148,14 @@ static uint32_t pick_free_frame(struct upg_runtime *rt, struct upg_region *r,
 			return f;
 		}
 		if (f < rt->next_unused && rt->frames[f].list == FL_FREE) {
-			free_list_unlink(rt, f);
+			list_unlink(rt, f);
 			return f;
 		}
 	}
-	if (rt->free_head != UPG_NO_FRAME) {
-		uint32_t f = rt->free_head;
+	if (rt->free.head != UPG_NO_FRAME) {
+		uint32_t f = rt->free.head;
 
-		free_list_unlink(rt, f);
+		list_unlink(rt, f);
 		return f;
 	}
 	return rt->next_unused++;
@@ -181,7 +168,7 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 
 	pthread_mutex_lock(&rt->lru_lock);
 	if (rt->used_frames >= rt->frame_limit ||
-	    (rt->free_head == UPG_NO_FRAME && rt->next_unused == rt->nframes)) {
+	    (rt->free.head == UPG_NO_FRAME && rt->next_unused == rt->nframes)) {
 		pthread_mutex_unlock(&rt->lru_lock);
 		return UPG_NO_FRAME;
 	}
@@ -195,6 +182,7 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	fr->referenced = 0;
 	fr->prev = fr->next = UPG_NO_FRAME;
 	used = ++rt->used_frames;
+	upg_assert(rt->free.count + rt->used_frames == rt->next_unused);
 	pthread_mutex_unlock(&rt->lru_lock);
 
 	stats_note_resident(rt, used);
@@ -213,15 +201,9 @@ void frame_free(struct upg_runtime *rt, uint32_t f)
 	pthread_mutex_lock(&rt->lru_lock);
 	upg_assert(fr->list != FL_FREE);
 	list_unlink(rt, f);
-	fr->list = FL_FREE;
-	fr->next = UPG_NO_FRAME;
-	fr->prev = rt->free_head == UPG_NO_FRAME ? UPG_NO_FRAME : rt->free_tail;
-	if (rt->free_head == UPG_NO_FRAME)
-		rt->free_head = f;
-	else
-		rt->frames[rt->free_tail].next = f;
-	rt->free_tail = f;
+	list_append(rt, f, FL_FREE);
 	rt->used_frames--;
+	upg_assert(rt->free.count + rt->used_frames == rt->next_unused);
 	wake = atomic_load(&rt->frame_waiters) > 0;
 	pthread_mutex_unlock(&rt->lru_lock);
 	if (wake)

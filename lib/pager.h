@@ -404,13 +404,13 @@ struct upg_runtime {
 	uint32_t budget_frames;
 	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
 	/*
-	 * Freed frames, oldest first (FIFO, doubly linked through prev/next,
-	 * so that any free frame can be taken: frame.c gives a sequential
-	 * stream ascending frames, and a run of its pages then leaves RAM by
-	 * one move into consecutive staging slots, reclaim.c).  free_tail is
-	 * meaningful only while free_head is not UPG_NO_FRAME.
+	 * Freed frames, oldest first (a FIFO, from which any frame can be
+	 * taken: frame.c gives a sequential stream ascending frames, and a
+	 * run of its pages then leaves RAM by one move into consecutive
+	 * staging slots, reclaim.c).  Frames >= next_unused are on no list;
+	 * invariant: free.count + used_frames == next_unused.
 	 */
-	uint32_t free_head, free_tail;
+	struct upg_list free;
 	uint32_t last_alloc;    /* the frame given last, or UPG_NO_FRAME */
 	uint32_t next_unused;   /* frames >= next_unused were never used */
 	struct upg_list active, inactive;
