@@ -152,11 +152,12 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	ret = upg_uffd_copy(&rt->staging_uffd, s, (void *)pa, rt->page_size,
 			    false, false);
 	if (ret) {
-		upg_log("copy-out of %#lx failed: %s; page kept active",
-			(unsigned long)pa, upg_strerror(-ret));
+		upg_log("copy-out of %#lx (frame %u) failed: %s; page kept active",
+			(unsigned long)pa, f, upg_strerror(-ret));
 		UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, false));
-		pte_unlock(pte);
+		/* under the page lock: once it is dropped the frame may go */
 		frame_move(rt, f, FL_ACTIVE);
+		pte_unlock(pte);
 		return false;
 	}
 	rt->frames[f].staged = SLOT_DATA;

@@ -145,15 +145,38 @@ void staging_release(struct upg_runtime *rt, uint32_t f)
 	pthread_mutex_unlock(&rt->zap_lock);
 }
 
+/*
+ * Debug builds: an EMPTY slot must have no page behind it.  A page there
+ * would be one whose move out the pager lost track of -- its data, or a
+ * slot that no move or copy can fill again.
+ */
+static void check_really_empty(struct upg_runtime *rt, uint32_t f)
+{
+	/* one byte per system page (4 KiB at least) of a pager page */
+	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
+	bool held = false;
+
+	if (!UPG_DEBUG || mincore(frame_staging(rt, f), rt->page_size, in) != 0)
+		return;
+	for (size_t i = 0; i < rt->page_size / (size_t)sysconf(_SC_PAGESIZE); i++)
+		held |= in[i] & 1;
+	if (held)
+		upg_log("staging slot of frame %u is EMPTY but holds a page", f);
+	upg_assert(!held);
+}
+
 void staging_make_empty(struct upg_runtime *rt, uint32_t f)
 {
-	if (__atomic_load_n(&rt->frames[f].staged, __ATOMIC_RELAXED) == SLOT_EMPTY)
+	if (__atomic_load_n(&rt->frames[f].staged, __ATOMIC_RELAXED) == SLOT_EMPTY) {
+		check_really_empty(rt, f);
 		return;
+	}
 	pthread_mutex_lock(&rt->zap_lock);
 	if (rt->frames[f].staged == SLOT_STALE)
 		zap_queue_locked(rt);
 	pthread_mutex_unlock(&rt->zap_lock);
 	upg_assert(rt->frames[f].staged == SLOT_EMPTY);
+	check_really_empty(rt, f);
 }
 
 void staging_flush(struct upg_runtime *rt)
