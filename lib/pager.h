@@ -454,6 +454,8 @@ struct upg_runtime {
 	 * fail, so tests can reach the retry and poison paths.
 	 */
 	bool inject_read_errors;
+	/* debug builds: every Nth protect-copy-zap copy-out fails (0: none) */
+	unsigned inject_copyout_every, copyouts;
 	/*
 	 * How often pages whose history predicts a write are really written
 	 * (fault.c): probes are graded right (a write-protect fault) or wrong

@@ -149,8 +149,13 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 
 	/* protect, copy, zap */
 	UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true));
-	ret = upg_uffd_copy(&rt->staging_uffd, s, (void *)pa, rt->page_size,
-			    false, false);
+	if (UPG_DEBUG && rt->inject_copyout_every &&
+	    __atomic_add_fetch(&rt->copyouts, 1, __ATOMIC_RELAXED) %
+	    rt->inject_copyout_every == 0)
+		ret = -EEXIST; /* debug builds: exercise the failure path */
+	else
+		ret = upg_uffd_copy(&rt->staging_uffd, s, (void *)pa,
+				    rt->page_size, false, false);
 	if (ret) {
 		upg_log("copy-out of %#lx (frame %u) failed: %s; page kept active",
 			(unsigned long)pa, f, upg_strerror(-ret));

@@ -820,6 +820,51 @@ Test(failure, unreadable_swap_raises_sigbus)
 		  "child status %#x, expected death by SIGBUS", status);
 }
 
+/*
+ * Copying a page out to staging fails now and then (injected by debug
+ * builds): the page stays mapped and active, nothing is lost, and the frame
+ * goes back on the active list under the page lock -- while the program
+ * discards pages beside it, so that a frame freed in the wrong order would
+ * corrupt the free list (debug builds check it on every allocation).
+ */
+Test(failure, copy_out_failures_keep_pages)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct advise_loop a = { .npages = 64, .nbig = 4 * 4 * MiB / PS,
+				 .bad = SIZE_MAX };
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+	pthread_t t;
+
+#ifndef UPG_DEBUG_BUILD
+	cr_skip_test("error injection needs a debug build (--enable-debug)");
+#endif
+	setenv("UPAGER_DEBUG_COPYOUT_FAIL", "97", 1);
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.evict = UPG_EVICT_COPY;
+	rt = test_runtime_opts(&o);
+	unsetenv("UPAGER_DEBUG_COPYOUT_FAIL");
+	a.rt = rt;
+	cr_assert_eq(upg_region_reserve(rt, a.npages * PS, (void **)&a.p), 0);
+	cr_assert_eq(upg_region_reserve(rt, a.nbig * PS, (void **)&a.big), 0);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	cr_assert_eq(pthread_create(&t, NULL, dontneed_loop, &a), 0);
+	for (unsigned gen = 1; gen <= 3; gen++) {
+		write_all(p, npages, gen);
+		check_all(p, npages, gen);
+	}
+	atomic_store(&a.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(a.bad, SIZE_MAX, "byte %zu survived DONTNEED", a.bad);
+	cr_assert_gt(stats_of(rt).pages_written, npages);
+	upg_region_release(rt, p);
+	upg_region_release(rt, a.big);
+	upg_region_release(rt, a.p);
+	upg_runtime_destroy(rt);
+}
+
 /* No permission for userfaultfd: the runtime says why and runs unpaged. */
 Test(failure, no_permission_runs_unpaged)
 {
