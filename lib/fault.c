@@ -270,8 +270,10 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
 			return DEFER_LOCK;
 		}
-		if (ret == 0)
+		if (ret == 0) {
 			rt->frames[f].staged = SLOT_EMPTY;
+			STAGING_TRACE(f, STAGE_MOVED_BACK, pa);
+		}
 	}
 	if (ret) {
 		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
@@ -787,6 +789,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			pte->flags &= PTE_PINNED;
 		} else {
 			rt->frames[f].staged = SLOT_DATA;
+			STAGING_TRACE(f, STAGE_PARKED, pa);
 			pte->flags &= PTE_PINNED | PTE_PREFETCHED;
 			pte_set_state(rt, pte, PS_INACTIVE);
 			frame_move(rt, f, FL_INACTIVE);

@@ -548,6 +548,20 @@ void staging_release(struct upg_runtime *rt, uint32_t f);
 void staging_make_empty(struct upg_runtime *rt, uint32_t f);
 /* Zap every queued stale slot now. */
 void staging_flush(struct upg_runtime *rt);
+/*
+ * Debug builds: a ring of the last operations on staging slots, printed
+ * for a slot found holding a page while EMPTY (check in staging.c).
+ */
+enum staging_op {
+	STAGE_MOVED_OUT, STAGE_COPIED_OUT, STAGE_PARKED, STAGE_MOVED_BACK,
+	STAGE_RELEASED, STAGE_ZAPPED,
+};
+void staging_trace(uint32_t f, enum staging_op op, uint64_t arg);
+#define STAGING_TRACE(f, op, arg)                                            \
+	do {                                                                 \
+		if (UPG_DEBUG)                                               \
+			staging_trace((f), (op), (uint64_t)(arg));           \
+	} while (0)
 /* Page @pte (locked, holding a frame) is mapped: ACTIVE, on the active list
  * unless pinned. */
 void page_activate(struct upg_runtime *rt, struct upg_pte *pte);

@@ -110,6 +110,7 @@ static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 static void moved_out(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f)
 {
 	rt->frames[f].staged = SLOT_DATA;
+	STAGING_TRACE(f, STAGE_MOVED_OUT, (uintptr_t)pte);
 	pte_set_state(rt, pte, PS_INACTIVE);
 	frame_move(rt, f, FL_INACTIVE);
 	pte_unlock(pte);
@@ -166,6 +167,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 		return false;
 	}
 	rt->frames[f].staged = SLOT_DATA;
+	STAGING_TRACE(f, STAGE_COPIED_OUT, pa);
 	pte_set_state(rt, pte, PS_INACTIVE);
 	pte->flags |= PTE_ZAPPING;
 	pte_unlock(pte);

@@ -124,8 +124,10 @@ static void zap_queue_locked(struct upg_runtime *rt)
 			skip = 0;
 		}
 	}
-	for (unsigned i = 0; i < rt->nzap; i++)
+	for (unsigned i = 0; i < rt->nzap; i++) {
 		rt->frames[rt->zapq[i]].staged = SLOT_EMPTY;
+		STAGING_TRACE(rt->zapq[i], STAGE_ZAPPED, 0);
+	}
 	STAT_ADD(rt, staging_zaps, rt->nzap);
 	STAT_INC(rt, staging_zap_batches);
 	rt->nzap = 0;
@@ -137,6 +139,7 @@ void staging_release(struct upg_runtime *rt, uint32_t f)
 
 	if (fr->staged != SLOT_DATA)
 		return;
+	STAGING_TRACE(f, STAGE_RELEASED, 0);
 	pthread_mutex_lock(&rt->zap_lock);
 	fr->staged = SLOT_STALE;
 	rt->zapq[rt->nzap++] = f;
@@ -144,6 +147,55 @@ void staging_release(struct upg_runtime *rt, uint32_t f)
 		zap_queue_locked(rt);
 	pthread_mutex_unlock(&rt->zap_lock);
 }
+
+#if UPG_DEBUG
+#define TRACE_LEN 65536
+static struct {
+	uint32_t frame, tid;
+	uint8_t op;
+	uint64_t arg;
+} trace[TRACE_LEN];
+static atomic_uint trace_next;
+
+void staging_trace(uint32_t f, enum staging_op op, uint64_t arg)
+{
+	unsigned i = atomic_fetch_add_explicit(&trace_next, 1,
+					       memory_order_relaxed) % TRACE_LEN;
+
+	trace[i].frame = f;
+	trace[i].tid = (uint32_t)syscall(SYS_gettid);
+	trace[i].op = (uint8_t)op;
+	trace[i].arg = arg;
+}
+
+static void trace_dump(uint32_t f)
+{
+	static const char *const names[] = { "moved out", "copied out", "parked",
+					     "moved back", "released", "zapped" };
+	unsigned end = atomic_load(&trace_next);
+
+	for (unsigned k = end > TRACE_LEN ? end - TRACE_LEN : 0; k < end; k++) {
+		unsigned i = k % TRACE_LEN;
+
+		if (trace[i].frame == f)
+			upg_log("  frame %u: %s (%#lx) by thread %u", f,
+				names[trace[i].op], (unsigned long)trace[i].arg,
+				trace[i].tid);
+	}
+}
+#else
+void staging_trace(uint32_t f, enum staging_op op, uint64_t arg)
+{
+	(void)f;
+	(void)op;
+	(void)arg;
+}
+
+static void trace_dump(uint32_t f)
+{
+	(void)f;
+}
+#endif
 
 /*
  * Debug builds: an EMPTY slot must have no page behind it.  A page there
@@ -160,8 +212,10 @@ static void check_really_empty(struct upg_runtime *rt, uint32_t f)
 		return;
 	for (size_t i = 0; i < rt->page_size / (size_t)sysconf(_SC_PAGESIZE); i++)
 		held |= in[i] & 1;
-	if (held)
+	if (held) {
 		upg_log("staging slot of frame %u is EMPTY but holds a page", f);
+		trace_dump(f);
+	}
 	upg_assert(!held);
 }
 
