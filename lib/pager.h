@@ -548,6 +548,8 @@ void staging_release(struct upg_runtime *rt, uint32_t f);
 void staging_make_empty(struct upg_runtime *rt, uint32_t f);
 /* Zap every queued stale slot now. */
 void staging_flush(struct upg_runtime *rt);
+/* Is there a page behind frame @f's slot?  (A system call: for checks.) */
+bool staging_holds_page(struct upg_runtime *rt, uint32_t f);
 /*
  * Debug builds: a ring of the last operations on staging slots, printed
  * for a slot found holding a page while EMPTY (check in staging.c).

@@ -106,6 +106,16 @@ static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 		selfzap_forget(rt, pa, pa + rt->page_size);
 }
 
+/* Is the region page at @pa mapped?  (A system call: for checks.) */
+static bool region_page_present(struct upg_runtime *rt, uintptr_t pa)
+{
+	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
+
+	if (mincore((void *)pa, rt->page_size, in) != 0)
+		return false;
+	return in[0] & 1;
+}
+
 /* Page @pte (locked) was moved into frame @f's slot: now INACTIVE. */
 static void moved_out(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f)
 {
@@ -134,6 +144,16 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	staging_make_empty(rt, f);
 	if (rt->use_move) {
 		ret = upg_uffd_move(&rt->staging_uffd, s, pa, rt->page_size, false);
+		/*
+		 * A failed move may still have taken the page (seen on Linux
+		 * 6.18: "File exists" from the copy that followed, and then
+		 * the page, kept "active", read back as zero): the slot says.
+		 */
+		if (ret && staging_holds_page(rt, f) && !region_page_present(rt, pa)) {
+			upg_warn_once("UFFDIO_MOVE failed (%s) after moving a "
+				      "page; the page is kept", upg_strerror(-ret));
+			ret = 0;
+		}
 		if (ret == 0) {
 			moved_out(rt, pte, f);
 			STAT_INC(rt, deactivation_flushes);

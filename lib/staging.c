@@ -197,6 +197,19 @@ static void trace_dump(uint32_t f)
 }
 #endif
 
+bool staging_holds_page(struct upg_runtime *rt, uint32_t f)
+{
+	/* one byte per system page (4 KiB at least) of a pager page */
+	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
+	bool held = false;
+
+	if (mincore(frame_staging(rt, f), rt->page_size, in) != 0)
+		return false;
+	for (size_t i = 0; i < rt->page_size / (size_t)sysconf(_SC_PAGESIZE); i++)
+		held |= in[i] & 1;
+	return held;
+}
+
 /*
  * Debug builds: an EMPTY slot must have no page behind it.  A page there
  * would be one whose move out the pager lost track of -- its data, or a
@@ -204,14 +217,11 @@ static void trace_dump(uint32_t f)
  */
 static void check_really_empty(struct upg_runtime *rt, uint32_t f)
 {
-	/* one byte per system page (4 KiB at least) of a pager page */
-	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
-	bool held = false;
+	bool held;
 
-	if (!UPG_DEBUG || mincore(frame_staging(rt, f), rt->page_size, in) != 0)
+	if (!UPG_DEBUG)
 		return;
-	for (size_t i = 0; i < rt->page_size / (size_t)sysconf(_SC_PAGESIZE); i++)
-		held |= in[i] & 1;
+	held = staging_holds_page(rt, f);
 	if (held) {
 		upg_log("staging slot of frame %u is EMPTY but holds a page", f);
 		trace_dump(f);
