@@ -456,6 +456,8 @@ struct upg_runtime {
 	bool inject_read_errors;
 	/* debug builds: every Nth protect-copy-zap copy-out fails (0: none) */
 	unsigned inject_copyout_every, copyouts;
+	/* ... every Nth single-page move out reports an error after moving */
+	unsigned inject_move_error_every, moves_out;
 	/*
 	 * How often pages whose history predicts a write are really written
 	 * (fault.c): probes are graded right (a write-protect fault) or wrong

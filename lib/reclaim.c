@@ -144,6 +144,10 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	staging_make_empty(rt, f);
 	if (rt->use_move) {
 		ret = upg_uffd_move(&rt->staging_uffd, s, pa, rt->page_size, false);
+		if (UPG_DEBUG && ret == 0 && rt->inject_move_error_every &&
+		    __atomic_add_fetch(&rt->moves_out, 1, __ATOMIC_RELAXED) %
+		    rt->inject_move_error_every == 0)
+			ret = -EAGAIN; /* debug builds: as the kernel did */
 		/*
 		 * A failed move may still have taken the page (seen on Linux
 		 * 6.18: "File exists" from the copy that followed, and then

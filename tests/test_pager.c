@@ -865,6 +865,37 @@ Test(failure, copy_out_failures_keep_pages)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * A move out that reports an error after it moved the page (Linux 6.18
+ * did, now and then; injected here by debug builds): the page is in its
+ * staging slot, and it must be counted as moved, not kept "active" with
+ * nothing mapped, which would read back as zero.
+ */
+Test(failure, move_error_after_moving_keeps_page)
+{
+	struct upg_runtime *rt;
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+
+#ifndef UPG_DEBUG_BUILD
+	cr_skip_test("error injection needs a debug build (--enable-debug)");
+#endif
+	setenv("UPAGER_DEBUG_MOVE_ERROR_AFTER", "13", 1);
+	rt = test_runtime(4 * MiB, UPG_EVICT_MOVE);
+	unsetenv("UPAGER_DEBUG_MOVE_ERROR_AFTER");
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	/* strided writes: pages leave one at a time, not in runs */
+	for (unsigned gen = 1; gen <= 3; gen++) {
+		for (size_t k = 0; k < 7; k++)
+			for (size_t i = k; i < npages; i += 7)
+				fill_page(p + i * PS, i, PS, gen);
+		check_all(p, npages, gen);
+	}
+	cr_assert_gt(stats_of(rt).pages_written, npages);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 /* No permission for userfaultfd: the runtime says why and runs unpaged. */
 Test(failure, no_permission_runs_unpaged)
 {
