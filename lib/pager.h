@@ -456,8 +456,6 @@ struct upg_runtime {
 	bool inject_read_errors;
 	/* debug builds: every Nth protect-copy-zap copy-out fails (0: none) */
 	unsigned inject_copyout_every, copyouts;
-	/* ... every Nth single-page move out reports an error after moving */
-	unsigned inject_move_error_every, moves_out;
 	/*
 	 * How often pages whose history predicts a write are really written
 	 * (fault.c): probes are graded right (a write-protect fault) or wrong
@@ -550,8 +548,6 @@ void staging_release(struct upg_runtime *rt, uint32_t f);
 void staging_make_empty(struct upg_runtime *rt, uint32_t f);
 /* Zap every queued stale slot now. */
 void staging_flush(struct upg_runtime *rt);
-/* Is there a page behind frame @f's slot?  (A system call: for checks.) */
-bool staging_holds_page(struct upg_runtime *rt, uint32_t f);
 /*
  * Debug builds: a ring of the last operations on staging slots, printed
  * for a slot found holding a page while EMPTY (check in staging.c).

@@ -106,16 +106,6 @@ static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 		selfzap_forget(rt, pa, pa + rt->page_size);
 }
 
-/* Is the region page at @pa mapped?  (A system call: for checks.) */
-static bool region_page_present(struct upg_runtime *rt, uintptr_t pa)
-{
-	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
-
-	if (mincore((void *)pa, rt->page_size, in) != 0)
-		return false;
-	return in[0] & 1;
-}
-
 /* Page @pte (locked) was moved into frame @f's slot: now INACTIVE. */
 static void moved_out(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f)
 {
@@ -144,20 +134,6 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	staging_make_empty(rt, f);
 	if (rt->use_move) {
 		ret = upg_uffd_move(&rt->staging_uffd, s, pa, rt->page_size, false);
-		if (UPG_DEBUG && ret == 0 && rt->inject_move_error_every &&
-		    __atomic_add_fetch(&rt->moves_out, 1, __ATOMIC_RELAXED) %
-		    rt->inject_move_error_every == 0)
-			ret = -EAGAIN; /* debug builds: as the kernel did */
-		/*
-		 * A failed move may still have taken the page (seen on Linux
-		 * 6.18: "File exists" from the copy that followed, and then
-		 * the page, kept "active", read back as zero): the slot says.
-		 */
-		if (ret && staging_holds_page(rt, f) && !region_page_present(rt, pa)) {
-			upg_warn_once("UFFDIO_MOVE failed (%s) after moving a "
-				      "page; the page is kept", upg_strerror(-ret));
-			ret = 0;
-		}
 		if (ret == 0) {
 			moved_out(rt, pte, f);
 			STAT_INC(rt, deactivation_flushes);
@@ -318,13 +294,11 @@ static unsigned gather_run(struct upg_runtime *rt, struct upg_region *r,
 
 	if (!rt->move_runs)
 		return 1;
-	while (k < max) {
+	while (k < max && f + k < rt->nframes) {
 		struct upg_frame *g = &rt->frames[f + k];
 		struct upg_pte *pte;
 		bool next;
 
-		if (f + k >= rt->nframes)
-			break;
 		pthread_mutex_lock(&rt->lru_lock);
 		next = rt->active.head == f + k && !g->referenced &&
 		       g->list == FL_ACTIVE && g->region_id == r->id &&
@@ -376,12 +350,12 @@ static unsigned deactivate_run(struct upg_runtime *rt, struct upg_region *r,
 		moved_out(rt, ptes[k], f + k);
 	if (moved == n)
 		return moved;
-	for (unsigned k = n - 1; k > moved; k--) {
-		pthread_mutex_lock(&rt->lru_lock);
+	pthread_mutex_lock(&rt->lru_lock);
+	for (unsigned k = n - 1; k > moved; k--)
 		frame_move_head_locked(rt, f + k, FL_ACTIVE);
-		pthread_mutex_unlock(&rt->lru_lock);
+	pthread_mutex_unlock(&rt->lru_lock);
+	for (unsigned k = moved + 1; k < n; k++)
 		pte_unlock(ptes[k]);
-	}
 	return moved + deactivate_locked(rt, r, page + moved, ptes[moved],
 					 f + moved);
 }

@@ -185,8 +185,6 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 		rt->inject_read_errors = e && *e == '1';
 		e = getenv("UPAGER_DEBUG_COPYOUT_FAIL");
 		rt->inject_copyout_every = e ? (unsigned)strtoul(e, NULL, 10) : 0;
-		e = getenv("UPAGER_DEBUG_MOVE_ERROR_AFTER");
-		rt->inject_move_error_every = e ? (unsigned)strtoul(e, NULL, 10) : 0;
 	}
 	rt->page_size = opts->page_size;
 	rt->page_shift = (unsigned)__builtin_ctzl(opts->page_size);
@@ -226,6 +224,13 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	}
 	rt->use_move = opts->evict != UPG_EVICT_COPY && rt->uffd.has_move &&
 		       rt->staging_uffd.has_move;
+	if (UPG_DEBUG) {
+		/* moves out (into staging) that report an error after moving */
+		const char *e = getenv("UPAGER_DEBUG_MOVE_ERROR_AFTER");
+
+		rt->staging_uffd.inject_move_error_every =
+			e ? (unsigned)strtoul(e, NULL, 10) : 0;
+	}
 	/* a run's move may stop inside a larger pager page: whole pages only */
 	rt->move_runs = rt->use_move &&
 			rt->page_size == (size_t)sysconf(_SC_PAGESIZE);

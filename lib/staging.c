@@ -197,7 +197,8 @@ static void trace_dump(uint32_t f)
 }
 #endif
 
-bool staging_holds_page(struct upg_runtime *rt, uint32_t f)
+/* Is there a page behind frame @f's slot?  (A system call: for checks.) */
+static bool slot_holds_page(struct upg_runtime *rt, uint32_t f)
 {
 	/* one byte per system page (4 KiB at least) of a pager page */
 	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
@@ -221,7 +222,7 @@ static void check_really_empty(struct upg_runtime *rt, uint32_t f)
 
 	if (!UPG_DEBUG)
 		return;
-	held = staging_holds_page(rt, f);
+	held = slot_holds_page(rt, f);
 	if (held) {
 		upg_log("staging slot of frame %u is EMPTY but holds a page", f);
 		trace_dump(f);

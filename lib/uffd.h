@@ -74,6 +74,8 @@ struct upg_uffd {
 	bool has_wp;       /* write-protect on anonymous memory */
 	bool has_move;
 	bool has_poison;
+	/* debug builds: every Nth move reports an error after it moved */
+	unsigned inject_move_error_every, moves;
 };
 
 /*
