@@ -643,6 +643,16 @@ static void reclaim_run(struct upg_runtime *rt)
 				0 : rt->cold_pending - freed;
 			if (blocked)
 				rt->cold_pending = 0;
+			/*
+			 * Queued COLD pages are on the inactive list: those
+			 * that left it another way (faulted back, discarded,
+			 * evicted by a pass that began before they were
+			 * queued) are not waited for -- a count above the
+			 * list's length would keep COLD advice waiting for
+			 * evictions that can never come.
+			 */
+			if (rt->cold_pending > rt->inactive.count)
+				rt->cold_pending = rt->inactive.count;
 			pthread_mutex_unlock(&rt->lru_lock);
 		}
 		if (blocked && freed == 0) {
