@@ -1015,11 +1015,14 @@ struct upg_run {
 	struct tally t;
 };
 
+/* zero phase: pages between two first touches (a 256 KiB step) */
+#define ZERO_STRIDE 64
+
 static uint64_t upg_next_page(struct upg_run *u)
 {
 	switch (u->kind) {
 	case UK_ZERO:
-		return u->pos++;
+		return u->pos++ * ZERO_STRIDE;
 	case UK_SOFT:
 	case UK_MAJOR:
 		if (u->k == u->pages) {
@@ -1173,7 +1176,11 @@ static void upg_finish(void *ctx, const struct bench_opts *o)
 
 /*
  * 3. Zero-fill: first touches of a region whose budget holds every page
- *    touched, with room to spare so that reclaim never starts.
+ *    touched, with room to spare so that reclaim never starts.  One page
+ *    in every ZERO_STRIDE: upager maps the zero page over the rest of a
+ *    touched page's 64 KiB block (fault-around), so touching every page
+ *    in turn would time mostly no fault at all, and a stride of one
+ *    would be taken for a sequential writer and filled ahead.
  * 4. Soft: random order over a working set just under the budget.  It does
  *    not fit beside the low watermark's free pages, so reclaim keeps
  *    running: it deactivates the pages touched longest ago and evicts a few
@@ -1202,14 +1209,15 @@ static struct runner upg_start(const struct bench_opts *o, enum upg_kind kind)
 	u->want = cls_of[kind];
 	u->rng = o->seed ^ 0x3a0f;
 	if (kind == UK_ZERO) {
-		/* Twice what is touched, plus slack: reclaim must not start. */
-		budget = 2 * total * 4096 + (16 << 20);
+		/* Twice what is touched and mapped around it, plus slack:
+		 * reclaim must not start. */
+		budget = 2 * total * 4096 * 16 + (16 << 20);
 	}
 	u->rt = runtime_start(o, budget, name_of[kind]);
 	u->page = upg_runtime_page_size(u->rt);
 	if (kind == UK_ZERO && u->page > 4096) {
 		upg_runtime_destroy(u->rt);
-		budget = 2 * total * u->page + (16 << 20);
+		budget = 2 * total * u->page * 16 + (16 << 20);
 		u->rt = runtime_start(o, budget, name_of[kind]);
 	}
 	switch (kind) {
@@ -1235,7 +1243,9 @@ static struct runner upg_start(const struct bench_opts *o, enum upg_kind kind)
 			die("out of memory");
 		bench_permutation(u->perm, u->pages, &u->rng);
 	}
-	r = upg_region_reserve(u->rt, u->pages * u->page, (void **)&u->region);
+	r = upg_region_reserve(u->rt, u->pages * u->page *
+				       (kind == UK_ZERO ? ZERO_STRIDE : 1),
+			       (void **)&u->region);
 	if (r)
 		die("upg_region_reserve %" PRIu64 " bytes: %s",
 		    u->pages * u->page, strerror(-r));

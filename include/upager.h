@@ -157,6 +157,16 @@ enum upg_advice {
 	 * TLB flush, no system call.
 	 */
 	UPG_ADV_FREE,
+	/*
+	 * The range is about to be written for the first time: its pages
+	 * that hold nothing yet are mapped now, zeroed and writable, by the
+	 * calling thread in runs of one system call each, instead of one
+	 * fault through a handler per page.  A hint: only while the budget
+	 * has room above the low watermark (it never makes reclaim evict
+	 * anything), pages holding data are left alone, and it may stop
+	 * early; the return value is 0 all the same.
+	 */
+	UPG_ADV_POPULATE,
 };
 
 /*
@@ -220,6 +230,9 @@ struct upg_stats {
 					soft fault), or mapped and stepped over by
 					the stream that asked for them */
 	uint64_t zero_filled_ahead;  /* pages zero-filled ahead of a sequential writer */
+	uint64_t zero_mapped_around; /* EMPTY pages given the zero page around a
+					first touch: no fault of their own */
+	uint64_t populated;          /* pages zero-filled by UPG_ADV_POPULATE: no fault */
 	uint64_t zero_drops;         /* evicted all-zero pages: EMPTY, never written */
 	uint64_t writable_installs;  /* clean pages mapped writable (and so dirty)
 					because they were written last time: no

@@ -11,6 +11,8 @@
  *   COLD      evict now: deactivate and write out, then return.
  *   PIN       keep resident: pinned frames leave the LRU lists.
  *   UNPIN     back to the LRU.
+ *   POPULATE  about to be written: EMPTY pages zero-filled now, by the
+ *             caller, without faults (fault.c, fault_populate()).
  */
 #include "pager.h"
 
@@ -166,7 +168,7 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 	size_t first, last;
 	int ret = 0;
 
-	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_FREE)
+	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_POPULATE)
 		return -EINVAL;
 	if (!rt->paged) {
 		if (advice == UPG_ADV_DONTNEED)
@@ -205,6 +207,9 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 			ret = advise_willneed(rt, r, first, last);
 		break;
 	}
+	case UPG_ADV_POPULATE:
+		(void)fault_populate(rt, r, first, last);
+		break;
 	case UPG_ADV_PIN:
 		ret = advise_pin(rt, r, first, last, true);
 		break;

@@ -289,6 +289,13 @@ struct upg_region_ops {
 	 * Contents after: unchanged or zero, page by page.
 	 */
 	int (*lazy_free)(void *ctx, void *addr, size_t len);
+	/*
+	 * Optional (NULL: none).  [addr, addr+len), whole pages, is about to
+	 * be written for the first time: map what holds nothing yet, zeroed,
+	 * now.  A hint; contents after: unchanged (a page that held nothing
+	 * reads as zero either way).
+	 */
+	int (*populate)(void *ctx, void *addr, size_t len);
 	void *ctx;
 	size_t page_size; /* discard granularity: a power of two >= UNIT */
 };
@@ -354,6 +361,8 @@ struct upg_heap {
 	struct upg_span *pool;     /* UNUSED span structs */
 	void *pool_chunks;         /* chunk list: first word links */
 	struct upg_heap_region *regions;
+	/* the last range handed to ops.populate: slabs inside it skip the call */
+	uintptr_t populated_lo, populated_hi;
 	/* statistics (page heap lock) */
 	size_t mapped_bytes, free_bytes, large_bytes, slab_bytes;
 	uint64_t discards, discarded_bytes, large_allocs, large_frees;
@@ -448,6 +457,8 @@ struct upg_span *upg_pages_split(struct upg_heap *h, struct upg_span *s,
 				 size_t units);
 void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units);
 void upg_pages_set_map(struct upg_span *s);
+bool upg_pages_populate_plan(struct upg_heap *h, const struct upg_span *s,
+			     uintptr_t *lo, uintptr_t *hi);
 void upg_span_put(struct upg_heap *h, struct upg_span *s);
 void upg_pages_destroy(struct upg_heap *h);
 bool upg_pages_is_valid(struct upg_heap *h);

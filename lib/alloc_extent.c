@@ -475,6 +475,47 @@ struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
 }
 
 /*
+ * Slab @s was just carved and its objects are about to be written: if its
+ * memory was never touched (or was discarded), the range worth handing to
+ * ops.populate, in [*lo, *hi): the slab and what follows it, up to
+ * POPULATE_AHEAD in all, within its region -- unless the last such range
+ * covers the slab already.  False when there is nothing to do.
+ *
+ * Ahead, because the next slabs are cut from the same free span, right
+ * behind this one (allocation cuts from the front of a fit), so one call
+ * serves many slabs.  Populating memory that ends up in another span, or
+ * in none, changes no content: the pager maps only pages that hold
+ * nothing, and those read as zero either way.
+ */
+#define POPULATE_AHEAD ((uintptr_t)256 << 10)
+
+bool upg_pages_populate_plan(struct upg_heap *h, const struct upg_span *s,
+			     uintptr_t *lo, uintptr_t *hi)
+{
+	uintptr_t pg = h->ops.page_size, end = span_end(s), rend;
+	struct upg_heap_region *r;
+
+	if (!h->ops.populate || !(s->flags & UPG_SPAN_ZERO))
+		return false;
+	if (s->base >= h->populated_lo && end <= h->populated_hi)
+		return false;
+	for (r = h->regions; r; r = r->next)
+		if (s->base >= r->base && s->base < r->base + r->len)
+			break;
+	if (!r)
+		return false;
+	rend = r->base + r->len;
+	*lo = s->base & ~(pg - 1);
+	*hi = upg_align_up(end > s->base + POPULATE_AHEAD ? end
+						   : s->base + POPULATE_AHEAD, pg);
+	if (*hi > rend)
+		*hi = rend;
+	h->populated_lo = *lo;
+	h->populated_hi = *hi;
+	return true;
+}
+
+/*
  * The span covering @addr, which lies in a region of @h.  Only the ends
  * of a FREE or LARGE span are in the page map, so this walks back a unit
  * at a time to the nearest entry that covers @addr (bounded by the

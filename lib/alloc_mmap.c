@@ -235,6 +235,7 @@ int upg_mmap_start(struct upg_runtime *rt, struct upg_heap *malloc_heap,
 	upg_region_ops_runtime(&ops, rt);
 	ops.discard = mm_discard;
 	ops.lazy_free = NULL; /* as discard: never the pager under our lock */
+	ops.populate = NULL;
 	ret = upg_heap_create(&ops, &params, &h);
 	if (ret < 0)
 		return 0; /* no interception: the program still runs */

@@ -34,12 +34,18 @@ static int rt_lazy_free(void *ctx, void *addr, size_t len)
 	return upg_advise(ctx, addr, len, UPG_ADV_FREE);
 }
 
+static int rt_populate(void *ctx, void *addr, size_t len)
+{
+	return upg_advise(ctx, addr, len, UPG_ADV_POPULATE);
+}
+
 void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 {
 	ops->reserve = rt_reserve;
 	ops->release = rt_release;
 	ops->discard = rt_discard;
 	ops->lazy_free = rt_lazy_free;
+	ops->populate = rt_populate;
 	ops->ctx = rt;
 	ops->page_size = upg_runtime_page_size(rt);
 }
@@ -71,6 +77,7 @@ void upg_region_ops_os(struct upg_region_ops *ops)
 	ops->release = os_release;
 	ops->discard = os_discard;
 	ops->lazy_free = NULL;
+	ops->populate = NULL; /* the kernel's own faults are cheap enough */
 	ops->ctx = NULL;
 	ops->page_size = UPG_UNIT;
 }

@@ -140,6 +140,7 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	bool inl = ci->nobjs <= UPG_SLAB_INLINE;
 	_Atomic uint8_t *st = inl ? NULL : state_get(c, ci);
 	struct upg_span *s;
+	uintptr_t plo = 0, phi = 0;
 	unsigned w;
 
 	if (!inl && !st)
@@ -147,6 +148,8 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	pthread_mutex_lock(&h->lock);
 	s = upg_pages_alloc(h, ci->slab_units, 1);
 	if (s) {
+		if (!upg_pages_populate_plan(h, s, &plo, &phi))
+			plo = phi = 0;
 		s->cls = (uint8_t)cls;
 		for (w = 0; w < UPG_SLAB_WORDS; w++) {
 			unsigned lo = w * 64;
@@ -172,6 +175,13 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 			state_put(c, st);
 		return NULL;
 	}
+	/*
+	 * Fresh memory: map it before the objects' first writes fault it in
+	 * page by page.  Outside the heap lock, which other classes' slabs
+	 * need meanwhile.
+	 */
+	if (phi > plo)
+		(void)h->ops.populate(h->ops.ctx, (void *)plo, phi - plo);
 	c->slabs++;
 	s->owner = (uint8_t)shard;
 	partial_add(c, s);

@@ -137,36 +137,159 @@ static void spend_prediction(struct upg_runtime *rt, struct upg_pte *pte)
 }
 
 /*
+ * Lock and frame the EMPTY pages from @page on: at most @max of them, none
+ * at or past @end, while more than @min_free frames are free.  Trylock
+ * only, in address order, so that a busy page ends the run and a thread
+ * holding one page lock never waits for another.  Returns the run's length.
+ */
+static unsigned take_empty_run(struct upg_runtime *rt, struct upg_region *r,
+			       size_t page, size_t end, uint32_t *frames,
+			       unsigned max, uint32_t min_free)
+{
+	unsigned n = 0;
+
+	while (n < max && page + n < end && frames_free_count(rt) > min_free) {
+		struct upg_pte *p = &r->ptes[page + n];
+
+		if (p->state != PS_EMPTY || !pte_trylock(p))
+			break;
+		if (p->state != PS_EMPTY ||
+		    (frames[n] = frame_alloc(rt, r, page + n)) == UPG_NO_FRAME) {
+			pte_unlock(p);
+			break;
+		}
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The zero-filled page @p, locked, now holds frame @f: it is ACTIVE and
+ * dirty (its zeroes are in no slot).  A @write is the first of its page (or
+ * the next page of a sequential writer): evidence for write prediction, as
+ * a write-protect fault would be, so that a program that fills its memory
+ * and then updates it in place does not pay one such fault per page on its
+ * first pass back.
+ */
+static void zero_install(struct upg_runtime *rt, struct upg_pte *p, uint32_t f,
+			 bool write)
+{
+	p->frame = f;
+	p->slot = UPG_NO_SLOT;
+	p->flags &= PTE_PINNED;
+	p->flags |= PTE_DIRTY;
+	if (write)
+		p->write_hist = 3;
+	page_activate(rt, p);
+}
+
+/*
+ * Map a run taken by take_empty_run() with zeroes: private zeroed pages,
+ * writable, if @writable (the program writes them next), else the shared
+ * zero page, read-only, which costs no memory until the kernel's own
+ * copy-on-write fault gives a written page its copy.  One ioctl and no
+ * retry: whatever it did not map (an event is queued, or a stale fault's
+ * page sits in the way) is given back, and a fault will sort it out.
+ * Every page of the run is unlocked.  Returns how many were mapped.
+ */
+static unsigned map_zero_run(struct upg_runtime *rt, struct upg_region *r,
+			     size_t page, const uint32_t *frames, unsigned n,
+			     bool writable)
+{
+	long ret = upg_uffd_map_prefix(&rt->uffd,
+				       region_page_addr(r, page, rt->page_size),
+				       writable ? rt->zero_page : NULL,
+				       (size_t)n << rt->page_shift);
+	unsigned mapped = ret > 0 ? (unsigned)((size_t)ret >> rt->page_shift) : 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct upg_pte *p = &r->ptes[page + i];
+
+		if (i < mapped)
+			zero_install(rt, p, frames[i], writable);
+		else
+			frame_free(rt, frames[i]);
+		pte_unlock(p);
+	}
+	return mapped;
+}
+
+/*
  * Zero-fill around a sequential writer: when this handler's recent
  * zero-fill write faults walk page by page (a program filling a new
- * buffer), the EMPTY pages just ahead are filled with the same ioctl, one
- * round trip for a whole run instead of one per page.  The run's page
- * locks are taken with trylock, in address order, so that a busy page ends
- * the run and a handler never waits for a lock while it holds one.
+ * buffer), or a write faults right where the last zero-fill ended, the
+ * EMPTY pages just ahead are filled with the same ioctl, one round trip
+ * for a whole run instead of one per page.
  * Returns how many pages after @page were locked and framed (0..max).
  */
 static unsigned zero_run_ahead(struct upg_handler *h, struct upg_region *r,
 			       size_t page, uint32_t *frames, unsigned max)
 {
 	struct upg_runtime *rt = h->rt;
-	unsigned n = 0;
+	uint64_t key = (uint64_t)r->id << 40 | page;
 
-	if (stride_observe(&h->zero_stride, (uint64_t)r->id << 40 | page) != 1)
+	if (stride_observe(&h->zero_stride, key) != 1 && key != h->zero_next)
 		return 0;
-	while (n < max && page + 1 + n < r->npages &&
-	       frames_free_count(rt) > rt->low_free) {
-		struct upg_pte *next = &r->ptes[page + 1 + n];
+	return take_empty_run(rt, r, page + 1, r->npages, frames, max,
+			      rt->low_free);
+}
 
-		if (next->state != PS_EMPTY || !pte_trylock(next))
-			break;
-		if (next->state != PS_EMPTY ||
-		    (frames[n] = frame_alloc(rt, r, page + 1 + n)) == UPG_NO_FRAME) {
-			pte_unlock(next);
-			break;
+/*
+ * Fault-around for a first touch that is not a sequential writer's (a
+ * heap handing out scattered fresh blocks): the other EMPTY pages of the
+ * aligned zero_around block holding @page get the shared zero page.  A
+ * later touch of one is then no fault at all (a read) or the kernel's own
+ * copy-on-write fault (a write), never a round trip through a handler --
+ * two thread wake-ups, which cost tens of microseconds where idle vCPUs
+ * halt.  The kernel maps anonymous memory 2 MiB at a time (THP) for the
+ * same reason.
+ *
+ * Only for a block in use: written now, or one of its other pages holds
+ * something.  A write is memory being put to use, and a heap puts
+ * neighbouring blocks to use together; a first read of a block says
+ * nothing of its neighbours (a lookup in a sparse table, a strided scan),
+ * and the handler's work here delays the faulting thread when both share
+ * a CPU: the block's second touch makes it worth it.  And only while the budget is above the high watermark: the frames
+ * these pages take are given back without I/O if they are never written
+ * (reclaim drops zero pages), but reclaim must not be made to run for
+ * them.  @page is locked by the caller.  Returns pages mapped.
+ */
+static unsigned zero_around(struct upg_runtime *rt, struct upg_region *r,
+			    size_t page, bool write)
+{
+	size_t n = rt->zero_around, w0 = page & ~(n - 1), w1 = w0 + n;
+	uint32_t frames[ZERO_RUN_MAX];
+	unsigned mapped = 0;
+
+	bool in_use = write;
+
+	if (n < 2 || frames_free_count(rt) <= rt->high_free)
+		return 0;
+	if (w1 > r->npages)
+		w1 = r->npages;
+	for (size_t p = w0; p < w1 && !in_use; p++)
+		in_use = p != page && r->ptes[p].state != PS_EMPTY;
+	if (!in_use)
+		return 0;
+	for (size_t p = w0; p < w1;) {
+		unsigned k;
+
+		if (p == page) {
+			p++;
+			continue;
 		}
-		n++;
+		k = take_empty_run(rt, r, p, p < page ? page : w1, frames,
+				   ZERO_RUN_MAX, rt->high_free);
+		if (k == 0) {
+			if (frames_free_count(rt) <= rt->high_free)
+				break;
+			p++;
+			continue;
+		}
+		mapped += map_zero_run(rt, r, p, frames, k, false);
+		p += k;
 	}
-	return n;
+	return mapped;
 }
 
 static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
@@ -211,29 +334,65 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	if (ret && ret != -EEXIST)
 		upg_log("zero-fill at %#lx failed: %s", (unsigned long)pa,
 			upg_strerror(-ret));
-	for (unsigned i = 0; i <= ahead; i++) {
-		struct upg_pte *p = &r->ptes[page + i];
+	zero_install(rt, &r->ptes[page], f, is_write(flags));
+	for (unsigned i = 0; i < ahead; i++) {
+		zero_install(rt, &r->ptes[page + 1 + i], frames[i], true);
+		pte_unlock(&r->ptes[page + 1 + i]);
+	}
+	stats_fault(rt, UPG_FAULT_ZERO, t0); /* the faulting thread runs again */
+	if (is_write(flags))
+		h->zero_next = (uint64_t)r->id << 40 | (page + 1 + ahead);
+	if (!ahead && ret == 0) {
+		unsigned around = zero_around(rt, r, page, is_write(flags));
 
-		p->frame = i ? frames[i - 1] : f;
-		p->slot = UPG_NO_SLOT;
-		p->flags &= PTE_PINNED;
-		p->flags |= PTE_DIRTY;
-		/*
-		 * A write is the first of its page (or the next page of a
-		 * sequential writer): evidence for write prediction, as a
-		 * write-protect fault would be, so that a program that fills
-		 * its memory and then updates it in place does not pay one
-		 * such fault per page on its first pass back.
-		 */
-		if (is_write(flags))
-			p->write_hist = 3;
-		page_activate(rt, p);
-		if (i)
-			pte_unlock(p);
+		/* a writer that goes on in order next faults at the block's end */
+		if (around && is_write(flags))
+			h->zero_next = (uint64_t)r->id << 40 |
+				       ((page | (rt->zero_around - 1)) + 1);
+		STAT_ADD(rt, zero_mapped_around, around);
 	}
 	STAT_ADD(rt, zero_filled_ahead, ahead);
-	stats_fault(rt, UPG_FAULT_ZERO, t0);
 	return SERVED;
+}
+
+/*
+ * POPULATE advice (advise.c): the program is about to write [first, last)
+ * for the first time -- the allocator carving a new slab, say.  Its EMPTY
+ * pages are zero-filled here, in the program's own thread: one
+ * UFFDIO_COPY per run of up to zero_run pages, and no fault, so neither
+ * the trap nor the two thread wake-ups of a handler round trip (on a
+ * virtual machine whose idle vCPUs halt, each wake-up costs more than the
+ * fault itself).  A hint, so it gives up rather than wait: a page lock
+ * already held, a page with data, the budget down to the low watermark
+ * (it must never make reclaim evict anything) or a queued event that the
+ * kernel wants read first each end a run, and only the first two let the
+ * next run start.  Returns how many pages it mapped.
+ */
+size_t fault_populate(struct upg_runtime *rt, struct upg_region *r,
+		      size_t first, size_t last)
+{
+	uint32_t frames[ZERO_RUN_MAX];
+	size_t page = first, done = 0;
+
+	while (page < last) {
+		unsigned n = take_empty_run(rt, r, page, last, frames,
+					    rt->zero_run, rt->low_free);
+		unsigned mapped;
+
+		if (n == 0) {
+			if (frames_free_count(rt) <= rt->low_free)
+				break;
+			page++; /* busy or not EMPTY: step over it */
+			continue;
+		}
+		mapped = map_zero_run(rt, r, page, frames, n, true);
+		done += mapped;
+		if (mapped < n)
+			break; /* the handler sorts out what stopped it */
+		page += n;
+	}
+	STAT_ADD(rt, populated, done);
+	return done;
 }
 
 /* INACTIVE or WRITEBACK: the data is in the frame's staging slot. */

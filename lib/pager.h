@@ -283,6 +283,8 @@ struct upg_handler {
 	bool starved;                /* counted in rt->frame_waiters */
 	struct upg_streams streams;  /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
+	uint64_t zero_next; /* region id << 40 | the page after the last
+			       zero-filled for a write: a writer in order */
 	unsigned ninstall_retry;     /* reads with install_retry set */
 	/*
 	 * The uffd may have messages: set by its poll completion (and at
@@ -310,7 +312,8 @@ struct upg_counters {
 		events_unmap;
 	atomic_uint_least64_t peak_resident;
 	atomic_uint_least64_t prefetch_issued, prefetch_hits;
-	atomic_uint_least64_t zero_filled_ahead, zero_drops;
+	atomic_uint_least64_t zero_filled_ahead, zero_mapped_around, zero_drops;
+	atomic_uint_least64_t populated;
 	atomic_uint_least64_t staging_zaps, staging_zap_batches;
 	atomic_uint_least64_t writable_installs;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
@@ -447,6 +450,7 @@ struct upg_runtime {
 	/* zeroes for UFFDIO_COPY: zero_run pager pages (zero-fill around) */
 	char *zero_page;
 	unsigned zero_run;
+	unsigned zero_around; /* pages per fault-around block, a power of two */
 
 	struct upg_counters c;
 	/*
@@ -513,6 +517,8 @@ bool region_event_remap(struct upg_runtime *rt, uintptr_t from, uintptr_t to,
 
 /* fault.c: queue WILLNEED for handler 0; -EBUSY if the queue is full */
 int fault_queue_willneed(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
+size_t fault_populate(struct upg_runtime *rt, struct upg_region *r,
+		      size_t first, size_t last);
 /* fault.c: a probe of the write predictor was evicted clean */
 void predict_graded_wrong(struct upg_runtime *rt);
 

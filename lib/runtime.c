@@ -64,6 +64,7 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 	h->index = index;
 	streams_init(&h->streams);
 	stride_init(&h->zero_stride);
+	h->zero_next = UINT64_MAX;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;
@@ -247,6 +248,10 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 		rt->zero_run = 1;
 	if (rt->zero_run > ZERO_RUN_MAX)
 		rt->zero_run = ZERO_RUN_MAX;
+	/* fault-around: 64 KiB, the kernel's fault_around_bytes for files */
+	rt->zero_around = (unsigned)((64UL << 10) / rt->page_size);
+	if (rt->zero_around < 1)
+		rt->zero_around = 1;
 	rt->zero_page = upg_os_alloc(rt->zero_run * rt->page_size);
 	if (!rt->zero_page) {
 		ret = -ENOMEM;

@@ -74,6 +74,8 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->prefetch_issued = LOAD(rt->c.prefetch_issued);
 	st->prefetch_hits = LOAD(rt->c.prefetch_hits);
 	st->zero_filled_ahead = LOAD(rt->c.zero_filled_ahead);
+	st->populated = LOAD(rt->c.populated);
+	st->zero_mapped_around = LOAD(rt->c.zero_mapped_around);
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
@@ -161,9 +163,11 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		st->pages_written, a, st->write_requests, st->pages_read, b,
 		st->clean_drops, st->deactivations, st->deactivation_flushes);
 	fprintf(out, "  prefetch: %" PRIu64 " pages read ahead, %" PRIu64
-		" used; %" PRIu64 " zero-filled ahead of a writer, %" PRIu64
+		" used\n", st->prefetch_issued, st->prefetch_hits);
+	fprintf(out, "  zero-fill without a fault: %" PRIu64 " ahead of a writer, %"
+		PRIu64 " around a first touch, %" PRIu64 " populated; %" PRIu64
 		" zero pages dropped unwritten\n",
-		st->prefetch_issued, st->prefetch_hits, st->zero_filled_ahead,
+		st->zero_filled_ahead, st->zero_mapped_around, st->populated,
 		st->zero_drops);
 	fprintf(out, "  dirty tracking: %" PRIu64 " write-protect faults, %" PRIu64
 		" pages mapped writable ahead of a predicted write\n",

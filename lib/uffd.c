@@ -179,6 +179,39 @@ int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 	return 0;
 }
 
+/*
+ * One UFFDIO_COPY from @src, or UFFDIO_ZEROPAGE when @src is NULL, no
+ * retry, waking whoever waits on the range: returns how many bytes from
+ * @dst on are now mapped (a prefix of the range, possibly all of it), or a
+ * negative error when not one page was.  For a caller that holds the page
+ * locks of a run and must not wait for a queued event to be read (the
+ * handler reading it may need those very locks): it keeps the prefix and
+ * lets the rest go.
+ */
+long upg_uffd_map_prefix(struct upg_uffd *u, uintptr_t dst, const void *src,
+			 size_t len)
+{
+	__s64 done;
+	int ret;
+
+	if (src) {
+		struct uffdio_copy c = {
+			.dst = dst, .src = (uintptr_t)src, .len = len,
+		};
+
+		ret = uffd_ioctl(u->fd, UFFDIO_COPY, &c);
+		done = c.copy;
+	} else {
+		struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
+
+		ret = uffd_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+		done = z.zeropage;
+	}
+	if (done > 0)
+		return (long)done;
+	return ret ? ret : -EIO;
+}
+
 int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake)
 {
 	while (len > 0) {

@@ -102,6 +102,8 @@ int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len);
 /* Copy @len bytes from @src into the missing range at @dst. */
 int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 		  size_t len, bool wp, bool wake);
+long upg_uffd_map_prefix(struct upg_uffd *u, uintptr_t dst, const void *src,
+			 size_t len);
 int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake);
 /* Move present pages from @src to the missing range @dst (zero copy). */
 int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,

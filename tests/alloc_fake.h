@@ -97,6 +97,7 @@ static inline void fake_ops(struct fake_provider *f, struct upg_region_ops *ops,
 	ops->release = fake_release;
 	ops->discard = fake_discard;
 	ops->lazy_free = NULL;
+	ops->populate = NULL;
 	ops->ctx = f;
 	ops->page_size = page_size;
 }

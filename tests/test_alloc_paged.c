@@ -169,6 +169,44 @@ Test(paged, freed_memory_releases_swap, .timeout = 120)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * Slabs carved from fresh memory are populated before their objects are
+ * written (UPG_ADV_POPULATE): the writes take no zero-fill faults.
+ */
+Test(paged, fresh_slabs_are_populated, .timeout = 120)
+{
+	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
+	struct upg_heap *h = paged_heap(rt, 0);
+	enum { N = 20000, SIZE = 200 };
+	struct block *b = calloc(N, sizeof(*b));
+	struct upg_stats a, st;
+	size_t pages = (size_t)N * SIZE / 4096;
+
+	cr_assert_not_null(b);
+	upg_stats_get(rt, &a);
+	for (unsigned i = 0; i < N; i++) {
+		b[i] = (struct block){ .size = SIZE, .seed = i };
+		b[i].p = upg_heap_malloc(h, NULL, SIZE);
+		cr_assert_not_null(b[i].p);
+		fill(&b[i], 0);
+	}
+	upg_stats_get(rt, &st);
+	cr_assert_geq(st.populated - a.populated, pages,
+		      "%lu pages populated for %zu pages of objects",
+		      (unsigned long)(st.populated - a.populated), pages);
+	cr_assert_lt(st.faults[UPG_FAULT_ZERO] - a.faults[UPG_FAULT_ZERO], pages / 16,
+		     "%lu zero-fill faults for %zu pages of objects",
+		     (unsigned long)(st.faults[UPG_FAULT_ZERO] - a.faults[UPG_FAULT_ZERO]),
+		     pages);
+	for (unsigned i = 0; i < N; i++) {
+		verify(&b[i], SIZE);
+		upg_heap_free(h, NULL, b[i].p);
+	}
+	free(b);
+	upg_heap_destroy(h);
+	upg_runtime_destroy(rt);
+}
+
 /* upg_malloc() on a runtime given by the program. */
 Test(paged, process_heap, .timeout = 120)
 {
