@@ -327,6 +327,8 @@ struct upg_runtime {
 	char unpaged_reason[256];
 	bool use_move; /* evict with UFFDIO_MOVE, else protect-copy-zap */
 	bool move_runs; /* ... several pages per move (pager page = system page) */
+	bool soft_move; /* soft faults move dirty pages back, not copy them:
+			   pager pages larger than a system page */
 
 	struct upg_uffd uffd;
 	/*

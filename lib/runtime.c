@@ -235,6 +235,7 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	/* a run's move may stop inside a larger pager page: whole pages only */
 	rt->move_runs = rt->use_move &&
 			rt->page_size == (size_t)sysconf(_SC_PAGESIZE);
+	rt->soft_move = rt->use_move && !rt->move_runs;
 
 	ret = frames_init(rt);
 	if (ret)
