@@ -342,12 +342,10 @@ size_t upg_heap_usable_size(struct upg_heap *h, void *p)
 
 bool upg_heap_owns(struct upg_heap *h, const void *p)
 {
-	struct upg_heap_region *r;
-	bool found = false;
+	bool found;
 
 	pthread_mutex_lock(&h->lock);
-	for (r = h->regions; r && !found; r = r->next)
-		found = (uintptr_t)p >= r->base && (uintptr_t)p < r->base + r->len;
+	found = upg_heap_region_of(h, (uintptr_t)p) != NULL;
 	pthread_mutex_unlock(&h->lock);
 	return found;
 }

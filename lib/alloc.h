@@ -457,6 +457,7 @@ struct upg_span *upg_pages_split(struct upg_heap *h, struct upg_span *s,
 				 size_t units);
 void upg_pages_shrink(struct upg_heap *h, struct upg_span *s, size_t units);
 void upg_pages_set_map(struct upg_span *s);
+struct upg_heap_region *upg_heap_region_of(struct upg_heap *h, uintptr_t addr);
 bool upg_pages_populate_plan(struct upg_heap *h, const struct upg_span *s,
 			     uintptr_t *lo, uintptr_t *hi);
 void upg_span_put(struct upg_heap *h, struct upg_span *s);

@@ -474,6 +474,17 @@ struct upg_span *upg_pages_alloc(struct upg_heap *h, size_t units,
 	return carve(h, s, off, units);
 }
 
+/* The region of @h holding @addr, or NULL. */
+struct upg_heap_region *upg_heap_region_of(struct upg_heap *h, uintptr_t addr)
+{
+	struct upg_heap_region *r;
+
+	for (r = h->regions; r; r = r->next)
+		if (addr >= r->base && addr < r->base + r->len)
+			break;
+	return r;
+}
+
 /*
  * Slab @s was just carved and its objects are about to be written: if its
  * memory was never touched (or was discarded), the range worth handing to
@@ -499,9 +510,7 @@ bool upg_pages_populate_plan(struct upg_heap *h, const struct upg_span *s,
 		return false;
 	if (s->base >= h->populated_lo && end <= h->populated_hi)
 		return false;
-	for (r = h->regions; r; r = r->next)
-		if (s->base >= r->base && s->base < r->base + r->len)
-			break;
+	r = upg_heap_region_of(h, s->base);
 	if (!r)
 		return false;
 	rend = r->base + r->len;
@@ -524,12 +533,9 @@ bool upg_pages_populate_plan(struct upg_heap *h, const struct upg_span *s,
  */
 struct upg_span *upg_pages_find(struct upg_heap *h, uintptr_t addr)
 {
-	struct upg_heap_region *r;
+	struct upg_heap_region *r = upg_heap_region_of(h, addr);
 	uintptr_t a = addr & ~(uintptr_t)(UPG_UNIT - 1);
 
-	for (r = h->regions; r; r = r->next)
-		if (addr >= r->base && addr < r->base + r->len)
-			break;
 	if (!r)
 		return NULL;
 	for (;; a -= UPG_UNIT) {

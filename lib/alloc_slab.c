@@ -141,6 +141,7 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	_Atomic uint8_t *st = inl ? NULL : state_get(c, ci);
 	struct upg_span *s;
 	uintptr_t plo = 0, phi = 0;
+	bool populate = false;
 	unsigned w;
 
 	if (!inl && !st)
@@ -148,8 +149,7 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	pthread_mutex_lock(&h->lock);
 	s = upg_pages_alloc(h, ci->slab_units, 1);
 	if (s) {
-		if (!upg_pages_populate_plan(h, s, &plo, &phi))
-			plo = phi = 0;
+		populate = upg_pages_populate_plan(h, s, &plo, &phi);
 		s->cls = (uint8_t)cls;
 		for (w = 0; w < UPG_SLAB_WORDS; w++) {
 			unsigned lo = w * 64;
@@ -180,7 +180,7 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	 * page by page.  Outside the heap lock, which other classes' slabs
 	 * need meanwhile.
 	 */
-	if (phi > plo)
+	if (populate)
 		(void)h->ops.populate(h->ops.ctx, (void *)plo, phi - plo);
 	c->slabs++;
 	s->owner = (uint8_t)shard;

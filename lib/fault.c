@@ -215,6 +215,41 @@ static unsigned map_zero_run(struct upg_runtime *rt, struct upg_region *r,
 }
 
 /*
+ * Zero-fill the EMPTY pages of [from, to) in runs (map_zero_run()),
+ * stepping over pages that are busy or hold data, while more than
+ * @min_free frames are free.  Stops at a run that the kernel mapped only
+ * in part: an event is queued, or a stale fault's page is in the way, and
+ * a handler sorts either out.  Returns how many pages it mapped.
+ */
+static size_t zero_fill_range(struct upg_runtime *rt, struct upg_region *r,
+			      size_t from, size_t to, bool writable,
+			      uint32_t min_free)
+{
+	uint32_t frames[ZERO_RUN_MAX];
+	unsigned max = writable ? rt->zero_run : ZERO_RUN_MAX;
+	size_t page = from, done = 0;
+
+	while (page < to) {
+		unsigned n = take_empty_run(rt, r, page, to, frames, max,
+					    min_free);
+		unsigned mapped;
+
+		if (n == 0) {
+			if (frames_free_count(rt) <= min_free)
+				break;
+			page++; /* busy or not EMPTY: step over it */
+			continue;
+		}
+		mapped = map_zero_run(rt, r, page, frames, n, writable);
+		done += mapped;
+		if (mapped < n)
+			break;
+		page += n;
+	}
+	return done;
+}
+
+/*
  * Zero-fill around a sequential writer: when this handler's recent
  * zero-fill write faults walk page by page (a program filling a new
  * buffer), or a write faults right where the last zero-fill ended, the
@@ -249,18 +284,16 @@ static unsigned zero_run_ahead(struct upg_handler *h, struct upg_region *r,
  * neighbouring blocks to use together; a first read of a block says
  * nothing of its neighbours (a lookup in a sparse table, a strided scan),
  * and the handler's work here delays the faulting thread when both share
- * a CPU: the block's second touch makes it worth it.  And only while the budget is above the high watermark: the frames
- * these pages take are given back without I/O if they are never written
- * (reclaim drops zero pages), but reclaim must not be made to run for
- * them.  @page is locked by the caller.  Returns pages mapped.
+ * a CPU: the block's second touch makes it worth it.  And only while the
+ * budget is above the high watermark: the frames these pages take are
+ * given back without I/O if they are never written (reclaim drops zero
+ * pages), but reclaim must not be made to run for them.  @page is locked
+ * by the caller.  Returns pages mapped.
  */
 static unsigned zero_around(struct upg_runtime *rt, struct upg_region *r,
 			    size_t page, bool write)
 {
 	size_t n = rt->zero_around, w0 = page & ~(n - 1), w1 = w0 + n;
-	uint32_t frames[ZERO_RUN_MAX];
-	unsigned mapped = 0;
-
 	bool in_use = write;
 
 	if (n < 2 || frames_free_count(rt) <= rt->high_free)
@@ -271,25 +304,9 @@ static unsigned zero_around(struct upg_runtime *rt, struct upg_region *r,
 		in_use = p != page && r->ptes[p].state != PS_EMPTY;
 	if (!in_use)
 		return 0;
-	for (size_t p = w0; p < w1;) {
-		unsigned k;
-
-		if (p == page) {
-			p++;
-			continue;
-		}
-		k = take_empty_run(rt, r, p, p < page ? page : w1, frames,
-				   ZERO_RUN_MAX, rt->high_free);
-		if (k == 0) {
-			if (frames_free_count(rt) <= rt->high_free)
-				break;
-			p++;
-			continue;
-		}
-		mapped += map_zero_run(rt, r, p, frames, k, false);
-		p += k;
-	}
-	return mapped;
+	return (unsigned)(zero_fill_range(rt, r, w0, page, false, rt->high_free) +
+			  zero_fill_range(rt, r, page + 1, w1, false,
+					  rt->high_free));
 }
 
 static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
@@ -371,26 +388,8 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 size_t fault_populate(struct upg_runtime *rt, struct upg_region *r,
 		      size_t first, size_t last)
 {
-	uint32_t frames[ZERO_RUN_MAX];
-	size_t page = first, done = 0;
+	size_t done = zero_fill_range(rt, r, first, last, true, rt->low_free);
 
-	while (page < last) {
-		unsigned n = take_empty_run(rt, r, page, last, frames,
-					    rt->zero_run, rt->low_free);
-		unsigned mapped;
-
-		if (n == 0) {
-			if (frames_free_count(rt) <= rt->low_free)
-				break;
-			page++; /* busy or not EMPTY: step over it */
-			continue;
-		}
-		mapped = map_zero_run(rt, r, page, frames, n, true);
-		done += mapped;
-		if (mapped < n)
-			break; /* the handler sorts out what stopped it */
-		page += n;
-	}
 	STAT_ADD(rt, populated, done);
 	return done;
 }
