@@ -131,6 +131,16 @@ const char *upg_runtime_unpaged_reason(const struct upg_runtime *rt);
 size_t upg_runtime_page_size(const struct upg_runtime *rt);
 
 /*
+ * Bytes that @rt can still bring in before it must reclaim: its free budget
+ * above the high watermark.  0 while reclaim runs or is about to; SIZE_MAX
+ * when @rt is unpaged (no budget).  A cheap, racy reading, for a cache or
+ * an allocator that keeps memory it could give back: keep it while there
+ * is room, give it back when there is none, before the pager has to write
+ * anything out.
+ */
+size_t upg_budget_room(const struct upg_runtime *rt);
+
+/*
  * Reserve a region of @len bytes (rounded up to the pager page size), aligned
  * to the pager page size, zero-filled on first touch.  Reserving is cheap for
  * any size: nothing is allocated until pages are touched.  *@addrp receives

@@ -55,6 +55,10 @@ int upg_heap_create(const struct upg_region_ops *ops,
 		h->dirty_max = 0;
 	else
 		h->dirty_max = params->dirty_max;
+	h->dirty_tight = h->dirty_max;
+	if (params && params->dirty_tight && params->dirty_tight < h->dirty_max &&
+	    ops->room)
+		h->dirty_tight = params->dirty_tight;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->tc_lock, NULL);
 	for (c = 0; c < UPG_NCLASSES; c++)

@@ -296,6 +296,12 @@ struct upg_region_ops {
 	 * reads as zero either way).
 	 */
 	int (*populate)(void *ctx, void *addr, size_t len);
+	/*
+	 * Optional (NULL: always room).  Bytes the backing store can still
+	 * take before it must reclaim (upg_budget_room()); 0 says: give back
+	 * what you can, now.
+	 */
+	size_t (*room)(void *ctx);
 	void *ctx;
 	size_t page_size; /* discard granularity: a power of two >= UNIT */
 };
@@ -316,6 +322,8 @@ struct upg_heap_params {
 	size_t region_size; /* address space reserved at a time; 0: 4 GiB */
 	size_t dirty_max;   /* free bytes kept undiscarded; 0: 8 MiB,
 			     * (size_t)-1: discard every free span at once */
+	size_t dirty_tight; /* the same while ops.room() says 0; 0: as
+			     * dirty_max (room is not asked) */
 };
 
 struct upg_heap_region {
@@ -351,7 +359,8 @@ struct upg_tcache;
 struct upg_heap {
 	struct upg_region_ops ops;
 	size_t region_size; /* multiple of ops.page_size */
-	size_t dirty_max;
+	size_t dirty_max;   /* garbage kept while the store has room */
+	size_t dirty_tight; /* ... and while it has none (<= dirty_max) */
 
 	pthread_mutex_t lock; /* the page heap: everything down to stats */
 	uint64_t bin_mask;    /* bit b set iff bins[b] is not empty */

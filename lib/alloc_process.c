@@ -216,27 +216,28 @@ static void tc_destructor(void *arg)
 }
 
 /*
- * Free garbage kept undiscarded: a small share of the budget (1/32), so at
- * most that much of it can ever be written to swap, capped at 64 MiB.  The
- * cap is what a program cycling large blocks needs: each reuse of a
- * discarded page is a zero-fill fault through the pager (~8 us measured,
- * thirty times the kernel's), and with an 8 MiB cap a loop over 16 blocks
- * of 2 MiB discarded and refaulted nearly every block (bench/alloc large).
+ * Free garbage kept undiscarded (alloc_extent.c).  While the budget has
+ * room, up to half of it: reusing a discarded page costs a zero-fill fault
+ * through the pager (tens of microseconds where idle vCPUs halt, against
+ * about one for the kernel's own), so garbage is worth keeping for as long
+ * as nothing else wants the memory.  Without room, a small share (1/32,
+ * capped at 64 MiB), so that reclaim finds little garbage to write out.
  */
-static size_t dirty_max_for(struct upg_runtime *rt)
+static void dirty_limits_for(struct upg_runtime *rt,
+			     struct upg_heap_params *params)
 {
+	size_t min = 4 * upg_runtime_page_size(rt), budget, tight;
 	struct upg_stats st;
-	size_t budget, d;
 
 	if (upg_stats_get(rt, &st) < 0)
-		return 0;
+		return;
 	budget = (size_t)(st.budget_pages * st.page_size);
-	d = budget / 32;
-	if (d > ((size_t)64 << 20))
-		d = (size_t)64 << 20;
-	if (d < 4 * (size_t)st.page_size)
-		d = 4 * (size_t)st.page_size;
-	return d;
+	tight = budget / 32;
+	if (tight > ((size_t)64 << 20))
+		tight = (size_t)64 << 20;
+	params->dirty_tight = tight > min ? tight : min;
+	params->dirty_max = budget / 2 > params->dirty_tight ? budget / 2
+							       : params->dirty_tight;
 }
 
 /* Called in state STARTING by the one thread that moved it there. */
@@ -274,7 +275,7 @@ static int heap_start(struct upg_runtime *rt)
 	}
 	if (rt) {
 		upg_region_ops_runtime(&ops, rt);
-		params.dirty_max = dirty_max_for(rt);
+		dirty_limits_for(rt, &params);
 	} else {
 		upg_region_ops_os(&ops);
 	}

@@ -39,6 +39,11 @@ static int rt_populate(void *ctx, void *addr, size_t len)
 	return upg_advise(ctx, addr, len, UPG_ADV_POPULATE);
 }
 
+static size_t rt_room(void *ctx)
+{
+	return upg_budget_room(ctx);
+}
+
 void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 {
 	ops->reserve = rt_reserve;
@@ -46,6 +51,7 @@ void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 	ops->discard = rt_discard;
 	ops->lazy_free = rt_lazy_free;
 	ops->populate = rt_populate;
+	ops->room = rt_room;
 	ops->ctx = rt;
 	ops->page_size = upg_runtime_page_size(rt);
 }
@@ -78,6 +84,7 @@ void upg_region_ops_os(struct upg_region_ops *ops)
 	ops->discard = os_discard;
 	ops->lazy_free = NULL;
 	ops->populate = NULL; /* the kernel's own faults are cheap enough */
+	ops->room = NULL;
 	ops->ctx = NULL;
 	ops->page_size = UPG_UNIT;
 }

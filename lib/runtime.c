@@ -325,3 +325,16 @@ UPG_API size_t upg_runtime_page_size(const struct upg_runtime *rt)
 {
 	return rt ? rt->page_size : 0;
 }
+
+UPG_API size_t upg_budget_room(const struct upg_runtime *rt)
+{
+	uint32_t used, room;
+
+	if (!rt || !rt->paged)
+		return SIZE_MAX;
+	used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
+	room = used + rt->high_free < rt->budget_frames
+		       ? rt->budget_frames - rt->high_free - used
+		       : 0;
+	return (size_t)room << rt->page_shift;
+}

@@ -31,6 +31,8 @@ struct fake_provider {
 	uintptr_t last_discard;
 	size_t last_discard_len;
 	bool fail_reserve;
+	size_t room;             /* what ops.room() reports; SIZE_MAX at first */
+	bool discard_gives_room; /* a discard adds its length to room */
 };
 
 static int fake_reserve(void *ctx, size_t len, void **addrp)
@@ -82,9 +84,22 @@ static int fake_discard(void *ctx, void *addr, size_t len)
 	f->discarded_bytes += len;
 	f->last_discard = a;
 	f->last_discard_len = len;
+	if (f->discard_gives_room && f->room != SIZE_MAX)
+		f->room += len;
 	pthread_mutex_unlock(&f->lock);
 	cr_assert(inside, "discard [%p, +%zu) not inside one region", addr, len);
 	return madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
+}
+
+static size_t fake_room(void *ctx)
+{
+	struct fake_provider *f = ctx;
+	size_t room;
+
+	pthread_mutex_lock(&f->lock);
+	room = f->room;
+	pthread_mutex_unlock(&f->lock);
+	return room;
 }
 
 static inline void fake_ops(struct fake_provider *f, struct upg_region_ops *ops,
@@ -93,11 +108,13 @@ static inline void fake_ops(struct fake_provider *f, struct upg_region_ops *ops,
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_init(&f->lock, NULL);
 	f->page_size = page_size;
+	f->room = SIZE_MAX;
 	ops->reserve = fake_reserve;
 	ops->release = fake_release;
 	ops->discard = fake_discard;
 	ops->lazy_free = NULL;
 	ops->populate = NULL;
+	ops->room = fake_room;
 	ops->ctx = f;
 	ops->page_size = page_size;
 }

@@ -20,6 +20,17 @@
 static struct fake_provider fake;
 static struct upg_heap *heap;
 
+static void heap_setup_params(size_t page_size,
+			      const struct upg_heap_params *params)
+{
+	struct upg_region_ops ops;
+
+	if (heap) /* a test that wants other parameters than its suite's */
+		upg_heap_destroy(heap);
+	fake_ops(&fake, &ops, page_size);
+	cr_assert_eq(upg_heap_create(&ops, params, &heap), 0);
+}
+
 static void heap_setup(size_t page_size, size_t region_size, size_t dirty_max)
 {
 	struct upg_heap_params params = { .region_size = region_size,
@@ -410,6 +421,86 @@ Test(extent, discard_hysteresis)
 	cr_assert_eq(st.dirty_bytes, 512 << 10);
 	cr_assert_eq(st.discarded_bytes, 768 << 10);
 	for (i = 0; i < 5; i++)
+		upg_heap_free(heap, NULL, keep[i]);
+}
+
+/*
+ * Garbage is kept up to dirty_max while the pager has room; once it has
+ * none, the oldest goes until it has some again, down to dirty_tight / 2
+ * at most.
+ */
+static void free_blocks_apart(void **f, void **keep, unsigned n, size_t len)
+{
+	for (unsigned i = 0; i < n; i++) {
+		f[i] = upg_heap_malloc(heap, NULL, len);
+		keep[i] = upg_heap_malloc(heap, NULL, 100000); /* no merging */
+		memset(f[i], 1, len);
+	}
+}
+
+Test(extent, discard_when_the_pager_has_no_room)
+{
+	const struct upg_heap_params params = { .region_size = 64 << 20,
+						.dirty_max = 4 << 20,
+						.dirty_tight = 512 << 10 };
+	void *f[7], *keep[7];
+	struct upg_alloc_stats st;
+	unsigned i;
+
+	heap_setup_params(4096, &params);
+	free_blocks_apart(f, keep, 7, 256 << 10);
+	for (i = 0; i < 6; i++)
+		upg_heap_free(heap, NULL, f[i]);
+	stats(&st);
+	cr_assert_eq(fake.discards, 0, "room: 1.5 MiB kept, over dirty_tight");
+	cr_assert_eq(st.dirty_bytes, 6 * (256 << 10));
+	fake.room = 0;
+	upg_heap_free(heap, NULL, f[6]);
+	stats(&st);
+	cr_assert_eq(fake.discards, 6, "no room: down to dirty_tight / 2");
+	cr_assert_eq(fake.last_discard, (uintptr_t)f[5], "oldest first");
+	cr_assert_eq(st.dirty_bytes, 256 << 10);
+	for (i = 0; i < 7; i++)
+		upg_heap_free(heap, NULL, keep[i]);
+}
+
+Test(extent, discard_until_the_pager_has_room)
+{
+	const struct upg_heap_params params = { .region_size = 64 << 20,
+						.dirty_max = 4 << 20,
+						.dirty_tight = 512 << 10 };
+	void *f[4], *keep[4], *small, *big;
+	struct upg_alloc_stats st;
+	unsigned i;
+
+	heap_setup_params(4096, &params);
+	free_blocks_apart(f, keep, 4, 256 << 10);
+	for (i = 0; i < 3; i++)
+		upg_heap_free(heap, NULL, f[i]);
+	fake.room = 0;
+	fake.discard_gives_room = true;
+	upg_heap_free(heap, NULL, f[3]);
+	stats(&st);
+	cr_assert_eq(fake.discards, 1, "one discard made room: the rest stays");
+	cr_assert_eq(fake.last_discard, (uintptr_t)f[0]);
+	cr_assert_eq(st.dirty_bytes, 3 * (256 << 10));
+	/* a block is handed out only with room for it */
+	fake.room = 0;
+	small = upg_heap_malloc(heap, NULL, 200 << 10);
+	cr_assert_not_null(small);
+	stats(&st);
+	cr_assert_eq(fake.discards, 2, "one more discard: room for 200 KiB");
+	cr_assert_eq(st.dirty_bytes, 2 * (256 << 10));
+	/* garbage within dirty_tight stays, room or not */
+	fake.room = 0;
+	big = upg_heap_malloc(heap, NULL, 4 << 20);
+	cr_assert_not_null(big);
+	stats(&st);
+	cr_assert_eq(fake.discards, 2);
+	cr_assert_eq(st.dirty_bytes, 2 * (256 << 10));
+	upg_heap_free(heap, NULL, small);
+	upg_heap_free(heap, NULL, big);
+	for (i = 0; i < 4; i++)
 		upg_heap_free(heap, NULL, keep[i]);
 }
 

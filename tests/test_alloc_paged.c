@@ -170,6 +170,71 @@ Test(paged, freed_memory_releases_swap, .timeout = 120)
 }
 
 /*
+ * Freed memory is kept for reuse while the budget has room (dirty_max),
+ * and discarded when a new block needs the room: the budget goes to the
+ * new block, not to writing the garbage -- or live data -- to swap.
+ */
+Test(paged, garbage_goes_before_live_data, .timeout = 120)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	struct upg_heap_params params = { .region_size = 256 << 20,
+					  .dirty_max = 12 * MiB,
+					  .dirty_tight = 1 * MiB };
+	struct upg_region_ops ops;
+	struct upg_alloc_stats as;
+	struct upg_heap *h;
+	struct upg_stats st;
+	struct block live[4], garbage[8], fence, fresh;
+	unsigned i;
+
+	upg_region_ops_runtime(&ops, rt);
+	cr_assert_eq(upg_heap_create(&ops, &params, &h), 0);
+	for (i = 0; i < 4; i++) {
+		live[i] = (struct block){ .size = 1 * MiB, .seed = i };
+		live[i].p = upg_heap_malloc(h, NULL, live[i].size);
+		fill(&live[i], 0);
+	}
+	for (i = 0; i < 8; i++) {
+		garbage[i] = (struct block){ .size = 1 * MiB, .seed = 100 + i };
+		garbage[i].p = upg_heap_malloc(h, NULL, garbage[i].size);
+		fill(&garbage[i], 0);
+	}
+	/* keeps the hole the garbage leaves from merging with the free rest */
+	fence = (struct block){ .size = 64 * KiB, .seed = 200 };
+	fence.p = upg_heap_malloc(h, NULL, fence.size);
+	fill(&fence, 0);
+	for (i = 0; i < 8; i++)
+		upg_heap_free(h, NULL, garbage[i].p);
+	upg_heap_stats(h, &as);
+	cr_assert_eq(as.dirty_bytes, 8 * MiB, "room: the garbage is kept");
+	cr_assert_eq(as.discarded_bytes, 0);
+
+	/* 9 MiB does not fit the hole, nor the room: the garbage goes */
+	fresh = (struct block){ .size = 9 * MiB, .seed = 300 };
+	fresh.p = upg_heap_malloc(h, NULL, fresh.size);
+	cr_assert_not_null(fresh.p);
+	upg_heap_stats(h, &as);
+	cr_assert_geq(as.discarded_bytes, 8 * MiB);
+	fill(&fresh, 0);
+	for (i = 0; i < 4; i++)
+		verify(&live[i], live[i].size);
+	verify(&fence, fence.size);
+	verify(&fresh, fresh.size);
+	upg_stats_get(rt, &st);
+	cr_assert_eq(st.pages_written, 0,
+		     "%llu pages written to swap: the garbage should have made room",
+		     (unsigned long long)st.pages_written);
+
+	for (i = 0; i < 4; i++)
+		upg_heap_free(h, NULL, live[i].p);
+	upg_heap_free(h, NULL, fence.p);
+	upg_heap_free(h, NULL, fresh.p);
+	cr_assert(upg_heap_is_valid(h));
+	upg_heap_destroy(h);
+	upg_runtime_destroy(rt);
+}
+
+/*
  * Slabs carved from fresh memory are populated before their objects are
  * written (UPG_ADV_POPULATE): the writes take no zero-fill faults.
  */

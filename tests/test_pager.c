@@ -337,6 +337,29 @@ Test(advise, populate_maps_without_faults)
 	upg_runtime_destroy(rt);
 }
 
+/* upg_budget_room(): the budget above the high watermark not in use. */
+Test(stats, budget_room)
+{
+	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 1024, room0, room1;
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_eq(upg_budget_room(NULL), SIZE_MAX, "no runtime: no budget");
+	st = stats_of(rt);
+	room0 = upg_budget_room(rt);
+	cr_assert_lt(room0, st.budget_pages * PS, "the high watermark is kept");
+	cr_assert_gt(room0, st.budget_pages * PS * 9 / 10);
+	cr_assert_eq(upg_region_reserve(rt, 4 * npages * PS, (void **)&p), 0);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_POPULATE), 0);
+	room1 = upg_budget_room(rt);
+	cr_assert_eq(room0 - room1, npages * PS, "room %zu -> %zu", room0, room1);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_DONTNEED), 0);
+	cr_assert_eq(upg_budget_room(rt), room0, "discarded pages give room back");
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, populate_leaves_data_alone)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
