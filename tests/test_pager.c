@@ -85,7 +85,7 @@ Test(fault, zero_fill_reads_zero)
 	for (size_t i = 0; i < 64 * PS; i++)
 		cr_assert_eq(p[i], 0, "byte %zu of a fresh region is %#x", i, p[i]);
 	/*
-	 * Two faults per 64 KiB block: the second maps the rest around it,
+	 * Two faults per 256 KiB block: the second maps the rest around it,
 	 * after it has woken the faulting thread (so wait for its count).
 	 */
 	for (int i = 0; i < 1000; i++) {
@@ -95,7 +95,7 @@ Test(fault, zero_fill_reads_zero)
 		usleep(1000);
 	}
 	cr_assert_eq(st.faults[UPG_FAULT_ZERO] + st.zero_mapped_around, 64);
-	cr_assert_eq(st.faults[UPG_FAULT_ZERO], 2 * 64 * PS / (64 * 1024));
+	cr_assert_eq(st.faults[UPG_FAULT_ZERO], 2 * 64 * PS / (256 * 1024));
 	upg_region_release(rt, p);
 	upg_runtime_destroy(rt);
 }
@@ -413,7 +413,7 @@ Test(advise, populate_stays_within_budget)
 }
 
 /*
- * The second first touch in a 64 KiB block maps the zero page over the
+ * The second first touch in a 256 KiB block maps the zero page over the
  * rest of it: touching those pages later is no fault (a read) or the
  * kernel's own copy-on-write (a write), and what is written there is paged
  * like the rest.  The first touch of a block maps only its page.
@@ -421,7 +421,7 @@ Test(advise, populate_stays_within_budget)
 Test(zerofill, second_touch_maps_its_block)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
-	size_t block = 64 * 1024 / PS, npages = 4 * block;
+	size_t block = 256 * 1024 / PS, npages = 4 * block;
 	struct upg_stats a, b;
 	uint8_t *p;
 
