@@ -28,9 +28,9 @@
  * on the pager's room (ops.room(), upg_budget_room()): dirty_max while the
  * budget has room above its high watermark, dirty_tight once it has none.
  * Garbage kept while there is room costs nothing but resident memory that
- * no one else wanted; when room runs out, the next free or heap growth
- * discards it down to dirty_tight before reclaim would write live data, or
- * the garbage itself, to swap.  A fixed small bound instead made a program
+ * no one else wanted; when room runs out, the next free or allocation
+ * discards it, down to dirty_tight at most, before reclaim would write live
+ * data, or the garbage itself, to swap.  A fixed small bound instead made a program
  * cycling large blocks under a budget of ten times its footprint discard
  * and refault a block on nearly every malloc (bench/alloc large: 66 us
  * against 0.6 us per malloc at a 512 MiB budget).  There is no clock in

@@ -282,7 +282,7 @@ void page_drop(struct upg_runtime *rt, struct upg_pte *pte)
 	pte->frame = UPG_NO_FRAME;
 }
 
-uint32_t frames_free_count(struct upg_runtime *rt)
+uint32_t frames_free_count(const struct upg_runtime *rt)
 {
 	uint32_t used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
 

@@ -578,7 +578,7 @@ void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte);
 /* Page @pte (locked, holding a frame) has no data left -- discarded, or
  * found all zero: its slot and frame are freed and it is EMPTY. */
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte);
-uint32_t frames_free_count(struct upg_runtime *rt);
+uint32_t frames_free_count(const struct upg_runtime *rt);
 
 /* swap (in frame.c): slot allocation under swap_lock */
 uint32_t swap_alloc(struct upg_runtime *rt, uint32_t want, uint32_t *got);

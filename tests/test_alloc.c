@@ -438,16 +438,17 @@ static void free_blocks_apart(void **f, void **keep, unsigned n, size_t len)
 	}
 }
 
+static const struct upg_heap_params room_params = {
+	.region_size = 64 << 20, .dirty_max = 4 << 20, .dirty_tight = 512 << 10,
+};
+
 Test(extent, discard_when_the_pager_has_no_room)
 {
-	const struct upg_heap_params params = { .region_size = 64 << 20,
-						.dirty_max = 4 << 20,
-						.dirty_tight = 512 << 10 };
 	void *f[7], *keep[7];
 	struct upg_alloc_stats st;
 	unsigned i;
 
-	heap_setup_params(4096, &params);
+	heap_setup_params(4096, &room_params);
 	free_blocks_apart(f, keep, 7, 256 << 10);
 	for (i = 0; i < 6; i++)
 		upg_heap_free(heap, NULL, f[i]);
@@ -466,14 +467,11 @@ Test(extent, discard_when_the_pager_has_no_room)
 
 Test(extent, discard_until_the_pager_has_room)
 {
-	const struct upg_heap_params params = { .region_size = 64 << 20,
-						.dirty_max = 4 << 20,
-						.dirty_tight = 512 << 10 };
 	void *f[4], *keep[4], *small, *big;
 	struct upg_alloc_stats st;
 	unsigned i;
 
-	heap_setup_params(4096, &params);
+	heap_setup_params(4096, &room_params);
 	free_blocks_apart(f, keep, 4, 256 << 10);
 	for (i = 0; i < 3; i++)
 		upg_heap_free(heap, NULL, f[i]);
