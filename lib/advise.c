@@ -104,8 +104,11 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
 		ret = -EIO;
 	} else {
-		ret = UFFD_RETRY(upg_uffd_copy(&rt->uffd, pa, buf, rt->page_size,
-					       rt->uffd.has_wp, true));
+		size_t done = 0; /* a retry goes on where the kernel stopped */
+
+		ret = UFFD_RETRY(upg_uffd_fill(&rt->uffd, UPG_FILL_COPY, pa, buf,
+					       rt->page_size, rt->uffd.has_wp,
+					       &done));
 		if (ret == -EEXIST)
 			ret = 0;
 		pte->flags &= PTE_PINNED;

@@ -44,6 +44,8 @@
 enum served { SERVED, DEFER_LOCK, DEFER_FRAME, DEFER_BUF, DEFER_REGION };
 
 static void read_done(struct upg_handler *h, unsigned b, int res);
+static int map_page(struct upg_handler *h, uintptr_t pa, enum upg_fill how,
+		    const void *src, bool wp, size_t *done);
 
 static bool is_write(uint64_t flags)
 {
@@ -315,8 +317,9 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 {
 	struct upg_runtime *rt = h->rt;
 	uint32_t frames[ZERO_RUN_MAX];
-	unsigned ahead = 0;
+	unsigned ahead = 0, mapped;
 	uint32_t f = frame_alloc(rt, r, page);
+	size_t done = 0;
 	int ret;
 
 	if (f == UPG_NO_FRAME)
@@ -326,14 +329,16 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	 * a write gets its own zeroed page at once, saving a second fault.
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_ZERO]);
-	if (is_write(flags)) {
+	if (is_write(flags))
 		ahead = zero_run_ahead(h, r, page, frames, rt->zero_run - 1);
-		ret = upg_uffd_copy(&rt->uffd, pa, rt->zero_page,
-				    (ahead + 1) * rt->page_size, false, true);
-	} else {
-		ret = upg_uffd_zeropage(&rt->uffd, pa, rt->page_size, true);
-	}
-	if (ret == -EAGAIN) {
+	if (ahead) /* one system page per pager page: it stops between pages */
+		ret = upg_uffd_fill(&rt->uffd, UPG_FILL_COPY, pa, rt->zero_page,
+				    (size_t)(ahead + 1) << rt->page_shift, false,
+				    &done);
+	else
+		ret = map_page(h, pa, is_write(flags) ? UPG_FILL_COPY :
+			       UPG_FILL_ZERO, rt->zero_page, false, &done);
+	if (ret == -EAGAIN && done == 0) {
 		STAT_DEC(rt, faults[UPG_FAULT_ZERO]);
 		frame_free(rt, f);
 		for (unsigned i = 0; i < ahead; i++) {
@@ -343,19 +348,23 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 		return DEFER_LOCK; /* an event is queued: read it first */
 	}
 	/*
-	 * EEXIST: something was mapped in the run already (a stale fault).
-	 * Pages past it stay unmapped but are counted ACTIVE; touching one
-	 * is a missing fault on an ACTIVE page, which maps zero -- its
-	 * content -- so nothing is lost.
+	 * EEXIST: the page was mapped already (a stale fault); it is ACTIVE
+	 * all the same.  Pages of the run that the kernel did not get to
+	 * (an event queued midway) go back to EMPTY.
 	 */
-	if (ret && ret != -EEXIST)
+	if (ret && ret != -EEXIST && ret != -EAGAIN)
 		upg_log("zero-fill at %#lx failed: %s", (unsigned long)pa,
 			upg_strerror(-ret));
+	mapped = ret == 0 ? ahead + 1 : (unsigned)(done >> rt->page_shift);
 	zero_install(rt, &r->ptes[page], f, is_write(flags));
 	for (unsigned i = 0; i < ahead; i++) {
-		zero_install(rt, &r->ptes[page + 1 + i], frames[i], true);
+		if (1 + i < mapped)
+			zero_install(rt, &r->ptes[page + 1 + i], frames[i], true);
+		else
+			frame_free(rt, frames[i]);
 		pte_unlock(&r->ptes[page + 1 + i]);
 	}
+	ahead = mapped > 1 ? mapped - 1 : 0;
 	stats_fault(rt, UPG_FAULT_ZERO, t0); /* the faulting thread runs again */
 	if (is_write(flags))
 		h->zero_next = (uint64_t)r->id << 40 | (page + 1 + ahead);
@@ -388,8 +397,11 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 size_t fault_populate(struct upg_runtime *rt, struct upg_region *r,
 		      size_t first, size_t last)
 {
-	size_t done = zero_fill_range(rt, r, first, last, true, rt->low_free);
+	size_t done;
 
+	if (!rt->one_sys_page)
+		return 0; /* a run may stop inside a pager page (one_sys_page) */
+	done = zero_fill_range(rt, r, first, last, true, rt->low_free);
 	STAT_ADD(rt, populated, done);
 	return done;
 }
@@ -406,6 +418,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	bool predicted = clean && predict_write(rt, pte);
 	/* unmapped by reclaim and touched again -- not a read-ahead's first use */
 	bool refault = !(pte->flags & PTE_PREFETCHED);
+	size_t done = 0;
 	int ret = -ENOTSUP;
 
 	if (predicted) {
@@ -426,28 +439,24 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	 */
 	STAT_INC(rt, faults[UPG_FAULT_SOFT]);
 	if (rt->soft_move && !clean && !(pte->flags & PTE_IO)) {
-		ret = upg_uffd_move(&rt->uffd, pa, s, rt->page_size, true);
-		if (ret == -EAGAIN) {
-			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
-			return DEFER_LOCK;
-		}
+		ret = map_page(h, pa, UPG_FILL_MOVE, (void *)s, false, &done);
 		if (ret == 0) {
 			rt->frames[f].staged = SLOT_EMPTY;
 			STAGING_TRACE(f, STAGE_MOVED_BACK, pa);
 		}
 	}
-	if (ret) {
-		ret = upg_uffd_copy(&rt->uffd, pa, (void *)s, rt->page_size,
-				    clean && rt->uffd.has_wp, true);
-		if (ret == -EAGAIN) {
-			STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
-			return DEFER_LOCK;
-		}
-		if (ret && ret != -EEXIST) {
-			upg_log("soft fault at %#lx: copy failed: %s",
-				(unsigned long)pa, upg_strerror(-ret));
-			return SERVED;
-		}
+	/* not moved, or not all of it (-EBUSY: pinned, say): copy the rest */
+	if (ret && ret != -EAGAIN)
+		ret = map_page(h, pa, UPG_FILL_COPY, (void *)s,
+			       clean && rt->uffd.has_wp, &done);
+	if (ret == -EAGAIN && done == 0) {
+		STAT_DEC(rt, faults[UPG_FAULT_SOFT]);
+		return DEFER_LOCK;
+	}
+	if (ret && ret != -EEXIST && ret != -EAGAIN) {
+		upg_log("soft fault at %#lx: copy failed: %s",
+			(unsigned long)pa, upg_strerror(-ret));
+		return SERVED;
 	}
 	stats_fault(rt, UPG_FAULT_SOFT, t0);
 	if (predicted)
@@ -759,6 +768,24 @@ static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
 	return found;
 }
 
+/*
+ * Is @addr in a range that a REMOVE or UNMAP read by this handler and held
+ * (hold_queued()) is about to discard?  The program zaps as soon as the
+ * event is read: mapping the page's old data now would outlive the zap.
+ */
+static bool held_removal(const struct upg_handler *h, uintptr_t addr)
+{
+	for (unsigned i = 0; i < h->nheld; i++) {
+		const struct uffd_msg *m = &h->held[(h->held_head + i) % HELD_MAX].msg;
+
+		if ((m->event == UFFD_EVENT_REMOVE ||
+		     m->event == UFFD_EVENT_UNMAP) &&
+		    addr >= m->arg.remove.start && addr < m->arg.remove.end)
+			return true;
+	}
+	return false;
+}
+
 static void removing_add(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 {
 	unsigned n;
@@ -801,7 +828,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	uintptr_t pa;
 	size_t page;
 
-	if (being_removed(rt, addr))
+	if (being_removed(rt, addr) || (h->nheld && held_removal(h, addr)))
 		return DEFER_LOCK;
 	r = region_get(rt, addr, &page);
 	if (!r)
@@ -961,6 +988,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 				 predict_write(rt, pte);
 		bool write = rd->write_fault || predicted;
 		bool wp = !write && rt->uffd.has_wp;
+		size_t done = 0;
 
 		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
 			/* a thread faulted on it while it was read ahead */
@@ -973,9 +1001,12 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 
 		if (!rd->prefetch)
 			STAT_INC(rt, faults[UPG_FAULT_MAJOR]);
-		ret = upg_uffd_copy(&rt->uffd, pa, buffer_addr(h, b),
-				    rt->page_size, wp, true);
-		if (ret == -EAGAIN) {
+		if (h->nheld && held_removal(h, pa))
+			ret = -EAGAIN; /* the program discards it: wait for that */
+		else
+			ret = map_page(h, pa, UPG_FILL_COPY, buffer_addr(h, b),
+				       wp, &done);
+		if (ret == -EAGAIN && done == 0) {
 			if (!rd->prefetch)
 				STAT_DEC(rt, faults[UPG_FAULT_MAJOR]);
 			/* an event is queued: install after reading it */
@@ -984,7 +1015,8 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			h->ninstall_retry++;
 			return;
 		}
-		if (ret && ret != -EEXIST)
+		/* -EAGAIN with a part mapped: an event discards the page */
+		if (ret && ret != -EEXIST && ret != -EAGAIN)
 			upg_log("install of %#lx failed: %s", (unsigned long)pa,
 				upg_strerror(-ret));
 		pte->flags &= PTE_PINNED | PTE_PROBE;
@@ -1152,6 +1184,39 @@ static unsigned count_events(const struct uffd_msg *msgs, unsigned n)
 }
 
 /*
+ * Read up to @max queued messages into @msgs.  Returns how many.
+ *
+ * With several handlers, a REMOVE read by one must be announced before any
+ * other handler can read a fault that follows it (the program zaps as soon
+ * as the event is read): reading and announcing happen under one lock.
+ */
+static unsigned read_msgs(struct upg_handler *h, struct uffd_msg *msgs,
+			  unsigned max)
+{
+	struct upg_runtime *rt = h->rt;
+	bool several = rt->nhandlers > 1;
+	unsigned nmsg;
+	ssize_t n;
+
+	if (several)
+		pthread_mutex_lock(&rt->uffd_read_lock);
+	atomic_fetch_add(&rt->uffd_reads_begun, 1);
+	n = read(rt->uffd.fd, msgs, max * sizeof(msgs[0]));
+	nmsg = n > 0 ? (unsigned)(n / (ssize_t)sizeof(msgs[0])) : 0;
+	if (several)
+		for (unsigned i = 0; i < nmsg; i++)
+			if (msgs[i].event == UFFD_EVENT_REMOVE ||
+			    msgs[i].event == UFFD_EVENT_UNMAP)
+				removing_add(rt, msgs[i].arg.remove.start,
+					     msgs[i].arg.remove.end);
+	atomic_fetch_add(&rt->events_read, count_events(msgs, nmsg));
+	atomic_fetch_add(&rt->uffd_reads_ended, 1);
+	if (several)
+		pthread_mutex_unlock(&rt->uffd_read_lock);
+	return nmsg;
+}
+
+/*
  * Read and serve every queued message.  Returns how many.  Stops reading
  * while the held ring could not take a full batch: the program then waits
  * in the kernel, as it would for a slow handler.
@@ -1162,8 +1227,6 @@ static unsigned drain_uffd(struct upg_handler *h)
 	unsigned total = 0;
 
 	for (;;) {
-		bool several = h->rt->nhandlers > 1;
-		ssize_t n;
 		uint64_t t0;
 		unsigned nmsg;
 
@@ -1171,28 +1234,7 @@ static unsigned drain_uffd(struct upg_handler *h)
 			h->uffd_ready = true; /* come back when it has drained */
 			break;
 		}
-
-		/*
-		 * With several handlers, a REMOVE read by one must be
-		 * announced before any other handler can read a fault that
-		 * follows it (the program zaps as soon as the event is read):
-		 * reading and announcing happen under one lock.
-		 */
-		if (several)
-			pthread_mutex_lock(&h->rt->uffd_read_lock);
-		atomic_fetch_add(&h->rt->uffd_reads_begun, 1);
-		n = read(h->rt->uffd.fd, msgs, sizeof(msgs));
-		nmsg = n > 0 ? (unsigned)(n / (ssize_t)sizeof(msgs[0])) : 0;
-		if (several)
-			for (unsigned i = 0; i < nmsg; i++)
-				if (msgs[i].event == UFFD_EVENT_REMOVE ||
-				    msgs[i].event == UFFD_EVENT_UNMAP)
-					removing_add(h->rt, msgs[i].arg.remove.start,
-						     msgs[i].arg.remove.end);
-		atomic_fetch_add(&h->rt->events_read, count_events(msgs, nmsg));
-		atomic_fetch_add(&h->rt->uffd_reads_ended, 1);
-		if (several)
-			pthread_mutex_unlock(&h->rt->uffd_read_lock);
+		nmsg = read_msgs(h, msgs, ARRAY_SIZE(msgs));
 		if (nmsg == 0)
 			break;
 		t0 = upg_now_ns();
@@ -1203,6 +1245,91 @@ static unsigned drain_uffd(struct upg_handler *h)
 			break;
 	}
 	return total;
+}
+
+/*
+ * map_page() found its page half mapped and the kernel waiting for queued
+ * messages to be read: read them, and hold every one (the reclaim thread's
+ * own fault aside, as dispatch() does) to be applied once the page is
+ * whole and unlocked -- applying an event now could need that very lock
+ * (the reclaim thread's own zaps are applied at once: they need none).
+ * An event about the page decides what becomes of the install: a REMAP
+ * has moved the half-mapped page along (*@pa follows it), a REMOVE or
+ * UNMAP discards it -- then, and when the held ring is full, returns
+ * false: the install is left as it is, and the page goes with the event.
+ */
+static bool hold_queued(struct upg_handler *h, uintptr_t *pa)
+{
+	struct upg_runtime *rt = h->rt;
+	struct uffd_msg msgs[8];
+	bool go_on = true;
+	unsigned nmsg;
+	uint64_t t0;
+
+	if (h->nheld + ARRAY_SIZE(msgs) > HELD_MAX)
+		return false;
+	nmsg = read_msgs(h, msgs, ARRAY_SIZE(msgs));
+	t0 = upg_now_ns();
+	for (unsigned i = 0; i < nmsg; i++) {
+		const struct uffd_msg *m = &msgs[i];
+
+		if (m->event == UFFD_EVENT_PAGEFAULT && rt->reclaim_tid &&
+		    (pid_t)m->arg.pagefault.feat.ptid == rt->reclaim_tid) {
+			handle_pagefault(h, m, t0);
+			continue;
+		}
+		/*
+		 * The reclaim thread's zap of another page (never this one:
+		 * a page being zapped is not mapped back, serve()): nothing
+		 * to apply, and reclaim may zap on and on meanwhile -- held,
+		 * its announcements would pile up.
+		 */
+		if (m->event == UFFD_EVENT_REMOVE &&
+		    selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end)) {
+			removing_del(rt, m->arg.remove.start, m->arg.remove.end);
+			atomic_fetch_add(&rt->events_applied, 1);
+			continue;
+		}
+		if (m->event == UFFD_EVENT_REMAP &&
+		    *pa >= m->arg.remap.from &&
+		    *pa < m->arg.remap.from + m->arg.remap.len)
+			*pa = *pa - m->arg.remap.from + m->arg.remap.to;
+		if ((m->event == UFFD_EVENT_REMOVE ||
+		     m->event == UFFD_EVENT_UNMAP) &&
+		    *pa < m->arg.remove.end &&
+		    *pa + rt->page_size > m->arg.remove.start)
+			go_on = false;
+		hold(h, m, t0);
+	}
+	return go_on && !being_removed(rt, *pa);
+}
+
+/*
+ * Map all of the pager page at @pa (locked) from @src, as upg_uffd_fill()
+ * does, going on from *@done.  The kernel may stop partway when an event
+ * is queued: a page larger than a system page is then half mapped, while
+ * its state says where its data is -- INACTIVE, SWAPPED, EMPTY.  Let go
+ * of its lock in that state and reclaim may write back or drop the page
+ * under a mapped half that the program goes on writing, a later install
+ * may decide write protection differently, and the half written is lost.
+ * So the page is finished here, the lock held: the queued messages are
+ * read (and held), which lets the kernel go on.  A page mapped only in
+ * part is left so only when an event discards it.  Returns 0, or the
+ * error of an attempt that mapped nothing (-EAGAIN: defer).
+ */
+static int map_page(struct upg_handler *h, uintptr_t pa, enum upg_fill how,
+		    const void *src, bool wp, size_t *done)
+{
+	struct upg_runtime *rt = h->rt;
+	int ret;
+
+	while ((ret = upg_uffd_fill(&rt->uffd, how, pa, src, rt->page_size,
+				    wp, done)) == -EAGAIN && *done) {
+		if (!hold_queued(h, &pa))
+			break;
+		sched_yield(); /* the event's sender lets go once it runs */
+	}
+	return ret;
 }
 
 /* Retry deferred faults.  Returns how many were served. */

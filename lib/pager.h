@@ -279,7 +279,11 @@ struct upg_handler {
 	struct upg_pending *pending; /* PENDING_MAX entries */
 	unsigned npending;
 	struct upg_held *held;       /* HELD_MAX entries, a ring */
-	unsigned held_head, nheld;   /* nheld > 0: a REMAP waits at the head */
+	/*
+	 * Messages read and not yet applied, in order: behind a REMAP that
+	 * waits for regions_lock, or read while map_page() finished a page.
+	 */
+	unsigned held_head, nheld;
 	bool starved;                /* counted in rt->frame_waiters */
 	struct upg_streams streams;  /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
@@ -325,6 +329,16 @@ struct upg_runtime {
 	unsigned page_shift;
 	bool paged;
 	char unpaged_reason[256];
+	/*
+	 * one_sys_page: a pager page is one system page, so an ioctl over a
+	 * run of pages that the kernel stops midway (an event queued) stops
+	 * between pages.  With larger pages it may stop inside one, leaving it
+	 * half mapped; only the single-page paths, which finish such a page
+	 * before they let go of its lock (fault.c, map_page()), may map them.
+	 * So run-ahead, fault-around and POPULATE are off, and so are runs of
+	 * moves.
+	 */
+	bool one_sys_page;
 	bool use_move; /* evict with UFFDIO_MOVE, else protect-copy-zap */
 	bool move_runs; /* ... several pages per move (pager page = system page) */
 	bool soft_move; /* soft faults move dirty pages back, not copy them:

@@ -144,10 +144,12 @@ int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len)
 }
 
 /*
- * Pager pages larger than 4 KiB are resolved by one ioctl over several
- * pages, which the kernel may complete only in part (an event arriving
- * midway): go on from where it stopped, and report -EAGAIN only when no
- * progress was made, so the caller's retry starts on a clean range.
+ * A pager page larger than a system page is resolved by one ioctl over
+ * several system pages, which the kernel may complete only in part: it
+ * maps a prefix and reports -EAGAIN when an event is queued midway (or
+ * any error, once it made progress).  The ioctl is then repeated from
+ * where it stopped, and an error is returned only by an attempt that made
+ * no progress.
  */
 int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 		  size_t len, bool wp, bool wake)
@@ -175,6 +177,62 @@ int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 		if (c.copy != (__s64)len)
 			return c.copy < 0 ? (int)c.copy : -EIO;
 		len = 0;
+	}
+	return 0;
+}
+
+/*
+ * Debug builds: every Nth fill of more than one system page stops halfway
+ * and reports -EAGAIN, as the kernel does when an event is queued midway.
+ * Returns the length to ask for.
+ */
+static size_t fill_inject_split(struct upg_uffd *u, size_t len, bool *split)
+{
+	size_t sys_page = (size_t)sysconf(_SC_PAGESIZE);
+
+	*split = UPG_DEBUG && u->inject_fill_split_every && len > sys_page &&
+		 __atomic_add_fetch(&u->fills, 1, __ATOMIC_RELAXED) %
+		 u->inject_fill_split_every == 0;
+	return *split ? (len / 2 + sys_page - 1) & ~(sys_page - 1) : len;
+}
+
+int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
+		  const void *src, size_t len, bool wp, size_t *done)
+{
+	while (*done < len) {
+		uintptr_t d = dst + *done, s = (uintptr_t)src + *done;
+		bool split;
+		size_t want = fill_inject_split(u, len - *done, &split);
+		__s64 got;
+		int ret;
+
+		if (how == UPG_FILL_COPY) {
+			struct uffdio_copy c = {
+				.dst = d, .src = s, .len = want,
+				.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+			};
+
+			ret = uffd_ioctl(u->fd, UFFDIO_COPY, &c);
+			got = c.copy;
+		} else if (how == UPG_FILL_ZERO) {
+			struct uffdio_zeropage z = {
+				.range = { .start = d, .len = want },
+			};
+
+			ret = uffd_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+			got = z.zeropage;
+		} else {
+			size_t moved;
+
+			ret = upg_uffd_move_part(u, d, s, want, true, &moved);
+			got = moved ? (__s64)moved : ret;
+		}
+		if (got > 0)
+			*done += (size_t)got;
+		if (split && ret == 0)
+			return -EAGAIN; /* with half of it mapped */
+		if (got <= 0)
+			return ret ? ret : -EIO;
 	}
 	return 0;
 }

@@ -76,6 +76,8 @@ struct upg_uffd {
 	bool has_poison;
 	/* debug builds: every Nth move reports an error after it moved */
 	unsigned inject_move_error_every, moves;
+	/* debug builds: every Nth multi-page fill stops halfway, -EAGAIN */
+	unsigned inject_fill_split_every, fills;
 };
 
 /*
@@ -99,6 +101,18 @@ void upg_uffd_close(struct upg_uffd *u);
 
 int upg_uffd_register(struct upg_uffd *u, uintptr_t start, size_t len, bool wp);
 int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len);
+/*
+ * Map the missing range [@dst, @dst + @len), a pager page, and wake whoever
+ * waits on it: by copy from @src (write-protected if @wp), as the zero page
+ * (@src unused), or by moving @src's pages over.  It starts *@done bytes
+ * in, where an earlier call stopped, and adds what it maps to *@done.
+ * Returns 0 once all of it is mapped, else the error of an attempt that
+ * mapped nothing: -EAGAIN (an event is queued; *@done may be anywhere
+ * from 0 to a whole prefix), -EEXIST (mapped already), ...
+ */
+enum upg_fill { UPG_FILL_COPY, UPG_FILL_ZERO, UPG_FILL_MOVE };
+int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
+		  const void *src, size_t len, bool wp, size_t *done);
 /* Copy @len bytes from @src into the missing range at @dst. */
 int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 		  size_t len, bool wp, bool wake);

@@ -1037,6 +1037,20 @@ Test(failure, copy_out_failures_keep_pages)
 }
 
 /*
+ * Three generations written in a stride of 7 pages and checked: pages come
+ * and go one at a time, not in runs.
+ */
+static void write_check_strided(uint8_t *p, size_t npages)
+{
+	for (unsigned gen = 1; gen <= 3; gen++) {
+		for (size_t k = 0; k < 7; k++)
+			for (size_t i = k; i < npages; i += 7)
+				fill_page(p + i * PS, i, PS, gen);
+		check_all(p, npages, gen);
+	}
+}
+
+/*
  * A move out that reports an error after it moved the page (Linux 6.18
  * did, now and then; injected here by debug builds): the page is in its
  * staging slot, and it must be counted as moved, not kept "active" with
@@ -1055,16 +1069,58 @@ Test(failure, move_error_after_moving_keeps_page)
 	rt = test_runtime(4 * MiB, UPG_EVICT_MOVE);
 	unsetenv("UPAGER_DEBUG_MOVE_ERROR_AFTER");
 	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
-	/* strided writes: pages leave one at a time, not in runs */
-	for (unsigned gen = 1; gen <= 3; gen++) {
-		for (size_t k = 0; k < 7; k++)
-			for (size_t i = k; i < npages; i += 7)
-				fill_page(p + i * PS, i, PS, gen);
-		check_all(p, npages, gen);
-	}
+	write_check_strided(p, npages);
 	cr_assert_gt(stats_of(rt).pages_written, npages);
 	upg_region_release(rt, p);
 	upg_runtime_destroy(rt);
+}
+
+/*
+ * A pager page larger than a system page is mapped by one ioctl, which the
+ * kernel may stop partway when an event is queued: half of the page is
+ * mapped and -EAGAIN returned.  Debug builds make every 5th such ioctl do
+ * that.  The pager must finish the page before anything else sees it: a
+ * half the program goes on writing while reclaim takes the page for
+ * unmapped (and writes back, or drops, the old copy), or a half mapped
+ * writable beside a write-protected one, loses data.  Reads of fresh
+ * pages (zero page), first writes (zeroed copies), soft faults, major
+ * faults and read-ahead all map pages; with either eviction.
+ */
+static void half_mapped_pages_are_finished(enum upg_evict_mode evict)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	size_t npages = 4 * 4 * MiB / PS;
+	uint8_t *p;
+
+#ifndef UPG_DEBUG_BUILD
+	cr_skip_test("error injection needs a debug build (--enable-debug)");
+#endif
+	upg_options_init(&o);
+	o.budget = 4 * MiB;
+	o.page_size = 16 * KiB;
+	o.evict = evict;
+	setenv("UPAGER_DEBUG_FILL_SPLIT", "5", 1);
+	rt = test_runtime_opts(&o);
+	unsetenv("UPAGER_DEBUG_FILL_SPLIT");
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	for (size_t i = 0; i < npages * PS; i += 64)
+		cr_assert_eq(p[i], 0, "fresh byte %zu: got %#x", i, p[i]);
+	write_check_strided(p, npages);
+	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_MAJOR], 0);
+	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_SOFT], 0);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(failure, half_mapped_pages_are_finished_move)
+{
+	half_mapped_pages_are_finished(UPG_EVICT_MOVE);
+}
+
+Test(failure, half_mapped_pages_are_finished_copy)
+{
+	half_mapped_pages_are_finished(UPG_EVICT_COPY);
 }
 
 /* No permission for userfaultfd: the runtime says why and runs unpaged. */
