@@ -177,6 +177,14 @@ enum upg_advice {
 	 * early; the return value is 0 all the same.
 	 */
 	UPG_ADV_POPULATE,
+	/*
+	 * The range goes idle: its mapped pages are unmapped now but stay
+	 * resident (INACTIVE), first in line when reclaim needs room.  A
+	 * touch before then is a soft fault -- no I/O -- and maps the page
+	 * back; nothing is written to swap by this call.  Like Linux's
+	 * MADV_COLD, where COLD here is MADV_PAGEOUT.
+	 */
+	UPG_ADV_DEACTIVATE,
 };
 
 /*

@@ -9,6 +9,8 @@
  *             them in runs and maps them (fault.c); the call returns at
  *             once.  PIN reads its pages here, synchronously.
  *   COLD      evict now: deactivate and write out, then return.
+ *   DEACTIVATE  unmap now, keep resident (INACTIVE): the first half of
+ *             COLD, without the write.
  *   PIN       keep resident: pinned frames leave the LRU lists.
  *   UNPIN     back to the LRU.
  *   POPULATE  about to be written: EMPTY pages zero-filled now, by the
@@ -171,15 +173,16 @@ UPG_API int upg_advise(struct upg_runtime *rt, void *addr, size_t len,
 	size_t first, last;
 	int ret = 0;
 
-	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_POPULATE)
+	if (!rt || len == 0 || advice < UPG_ADV_WILLNEED || advice > UPG_ADV_DEACTIVATE)
 		return -EINVAL;
 	if (!rt->paged) {
 		if (advice == UPG_ADV_DONTNEED)
 			return madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
 		return 0;
 	}
-	if (advice == UPG_ADV_COLD)
-		return reclaim_cold(rt, addr, len); /* waits for reclaim: no fork_lock */
+	if (advice == UPG_ADV_COLD || advice == UPG_ADV_DEACTIVATE)
+		/* COLD waits for reclaim: no fork_lock */
+		return reclaim_cold(rt, addr, len, advice == UPG_ADV_COLD);
 
 	pthread_rwlock_rdlock(&rt->fork_lock);
 	r = range_region(rt, start, len, &first, &last);

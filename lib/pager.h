@@ -604,7 +604,8 @@ void *handler_main(void *arg);
 /* reclaim.c */
 void *reclaim_main(void *arg);
 /* Evict [start, start+len) now; waits until written. */
-int reclaim_cold(struct upg_runtime *rt, void *start, size_t len);
+/* Deactivate the range's pages; with @evict, evict them and wait for it. */
+int reclaim_cold(struct upg_runtime *rt, void *start, size_t len, bool evict);
 
 /* stats.c */
 /*

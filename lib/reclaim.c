@@ -765,10 +765,11 @@ void *reclaim_main(void *arg)
 }
 
 /*
- * COLD advice: deactivate the pages of the range and put their frames at
- * the head of the inactive list, then let the reclaim thread write them.
+ * COLD and DEACTIVATE advice: deactivate the pages of the range and put
+ * their frames at the head of the inactive list; for COLD (@evict), then
+ * let the reclaim thread write them, and wait.
  */
-int reclaim_cold(struct upg_runtime *rt, void *start, size_t len)
+int reclaim_cold(struct upg_runtime *rt, void *start, size_t len, bool evict)
 {
 	uintptr_t a = (uintptr_t)start & ~(uintptr_t)(rt->page_size - 1);
 	uintptr_t end = (uintptr_t)start + len;
@@ -800,9 +801,9 @@ int reclaim_cold(struct upg_runtime *rt, void *start, size_t len)
 			/* to the head: evicted first */
 			pthread_mutex_lock(&rt->lru_lock);
 			frame_move_head_locked(rt, f, FL_INACTIVE);
-			rt->cold_pending++;
+			rt->cold_pending += evict;
 			pthread_mutex_unlock(&rt->lru_lock);
-			queued++;
+			queued += evict;
 		}
 		pte_unlock(pte);
 		region_put(rt);

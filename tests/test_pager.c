@@ -302,6 +302,43 @@ Test(advise, cold_then_willneed)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * DEACTIVATE unmaps without writing: every page comes back through a soft
+ * fault, with its data, and nothing goes to swap.  With either eviction.
+ */
+static void deactivate_then_touch(enum upg_evict_mode evict)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, evict);
+	size_t npages = 512;
+	struct upg_stats a, b, c;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 4);
+	a = stats_of(rt);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_DEACTIVATE), 0);
+	b = stats_of(rt);
+	cr_assert_eq(b.inactive_pages - a.inactive_pages, npages);
+	cr_assert_eq(b.pages_written, a.pages_written);
+	check_all(p, npages, 4);
+	/* the handler wakes the faulting thread before it files the page */
+	for (int i = 0; i < 1000; i++) {
+		c = stats_of(rt);
+		if (c.inactive_pages == a.inactive_pages)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(c.faults[UPG_FAULT_SOFT] - b.faults[UPG_FAULT_SOFT], npages);
+	cr_assert_eq(c.faults[UPG_FAULT_MAJOR], a.faults[UPG_FAULT_MAJOR]);
+	cr_assert_eq(c.pages_written, a.pages_written, "DEACTIVATE wrote to swap");
+	cr_assert_eq(c.inactive_pages, a.inactive_pages);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(advise, deactivate_then_touch_move) { deactivate_then_touch(UPG_EVICT_MOVE); }
+Test(advise, deactivate_then_touch_copy) { deactivate_then_touch(UPG_EVICT_COPY); }
+
 /* Every byte of pages [from, to) is zero. */
 static void check_zero(const uint8_t *p, size_t from, size_t to)
 {
