@@ -204,6 +204,52 @@ Test(slab, thread_cache_refill_and_flush)
 	free(p);
 }
 
+/*
+ * Threads refill from slabs of their own shard.  Another shard's partial
+ * slab is taken only while it is mostly free: its objects in use by the
+ * other thread would share cache lines with the ones handed out.
+ */
+Test(slab, other_threads_slab_only_when_mostly_free)
+{
+	struct upg_tcache *a = upg_tcache_create(heap);
+	struct upg_tcache *b = upg_tcache_create(heap);
+	unsigned c = 0, take, i;
+	const struct upg_class_info *ci;
+	struct upg_alloc_stats st;
+	size_t size;
+	void **p, *q;
+
+	/* a class whose slab holds several refill batches */
+	while (upg_classes[c].nobjs < 4 * upg_classes[c].batch)
+		cr_assert_lt(++c, UPG_NCLASSES);
+	ci = &upg_classes[c];
+	size = ci->size;
+	take = ci->nobjs * 3 / 4 / ci->batch * ci->batch;
+	p = calloc(take, sizeof(*p));
+	cr_assert_neq(a->shard, b->shard);
+	cr_assert_gt(2 * take, ci->nobjs);
+	p[0] = upg_heap_malloc(heap, a, size); /* one batch: mostly free */
+	q = upg_heap_malloc(heap, b, size);
+	stats(&st);
+	cr_assert_eq(st.slabs, 1, "a mostly free slab is shared, not doubled");
+	upg_heap_free(heap, b, q);
+	upg_tcache_destroy(b);
+	for (i = 1; i < take; i++)
+		p[i] = upg_heap_malloc(heap, a, size);
+	b = upg_tcache_create(heap);
+	cr_assert_neq(a->shard, b->shard);
+	q = upg_heap_malloc(heap, b, size);
+	stats(&st);
+	cr_assert_eq(st.slabs, 2, "a slab mostly in another thread's use");
+	upg_heap_free(heap, b, q);
+	for (i = 0; i < take; i++)
+		upg_heap_free(heap, a, p[i]);
+	cr_assert(upg_heap_is_valid(heap));
+	upg_tcache_destroy(b);
+	upg_tcache_destroy(a);
+	free(p);
+}
+
 Test(slab, lowest_address_first)
 {
 	struct upg_tcache *tc = upg_tcache_create(heap);
