@@ -141,6 +141,18 @@ size_t upg_runtime_page_size(const struct upg_runtime *rt);
 size_t upg_budget_room(const struct upg_runtime *rt);
 
 /*
+ * Count @bytes of memory that the caller holds outside the regions (its
+ * own tables, say) against @rt's budget, or give back an earlier charge
+ * (@bytes < 0): the pager then keeps that much less resident, so that the
+ * process as a whole stays within the budget.  upager's allocator charges
+ * its own metadata this way.  At most half of the budget is taken off for
+ * charges; more is still recorded, but no longer counted.  Returns 0,
+ * -EINVAL when more is given back than was charged; does nothing when @rt
+ * is unpaged.
+ */
+int upg_budget_charge(struct upg_runtime *rt, int64_t bytes);
+
+/*
  * Reserve a region of @len bytes (rounded up to the pager page size), aligned
  * to the pager page size, zero-filled on first touch.  Reserving is cheap for
  * any size: nothing is allocated until pages are touched.  *@addrp receives
@@ -213,7 +225,9 @@ enum upg_fault_kind {
 
 struct upg_stats {
 	uint64_t page_size;
-	uint64_t budget_pages;
+	uint64_t budget_pages;    /* as configured */
+	uint64_t charged_bytes;   /* held outside the regions and counted
+				     against the budget (upg_budget_charge()) */
 	/* pages by state (a snapshot) */
 	uint64_t resident_pages;  /* active + inactive + writeback + reading */
 	uint64_t active_pages;

@@ -302,6 +302,12 @@ struct upg_region_ops {
 	 * what you can, now.
 	 */
 	size_t (*room)(void *ctx);
+	/*
+	 * Optional (NULL: nothing counted).  The heap now holds @bytes more
+	 * (fewer, if negative) of its own metadata outside the regions: with
+	 * a pager, counted against its budget (upg_budget_charge()).
+	 */
+	int (*charge)(void *ctx, int64_t bytes);
 	void *ctx;
 	size_t page_size; /* discard granularity: a power of two >= UNIT */
 };
@@ -367,6 +373,9 @@ struct upg_heap {
 	struct upg_span *bins[UPG_NBINS];
 	struct upg_span *dirty_head, *dirty_tail; /* oldest first */
 	size_t dirty_bytes;
+	/* metadata charged through ops.charge: span pool and state chunks,
+	 * thread caches; given back when the heap is destroyed */
+	_Atomic int64_t meta_charged;
 	struct upg_span *pool;     /* UNUSED span structs */
 	void *pool_chunks;         /* chunk list: first word links */
 	struct upg_heap_region *regions;
@@ -420,6 +429,8 @@ int upg_heap_create(const struct upg_region_ops *ops,
 void upg_heap_destroy(struct upg_heap *h);
 
 struct upg_tcache *upg_tcache_create(struct upg_heap *h);
+/* Metadata of @h outside its regions grew by @bytes (ops.charge). */
+void upg_heap_charge(struct upg_heap *h, int64_t bytes);
 /* Return the cached objects to their slabs, free the cache. */
 void upg_tcache_destroy(struct upg_tcache *tc);
 

@@ -71,6 +71,7 @@ static struct upg_span *span_get(struct upg_heap *h)
 			return NULL;
 		*(void **)chunk = h->pool_chunks;
 		h->pool_chunks = chunk;
+		upg_heap_charge(h, (int64_t)POOL_CHUNK);
 		/* the first 64 bytes hold the chunk link */
 		for (off = 64; off + sizeof(*s) <= POOL_CHUNK; off += sizeof(*s)) {
 			struct upg_span *n = (struct upg_span *)(chunk + off);

@@ -2,8 +2,9 @@
 /*
  * alloc_provider.c - where the heap's address space comes from.
  *
- * The allocator sits on top of the pager and uses nothing of it but three
- * public calls: reserve a region, release it, discard pages of it.  Going
+ * The allocator sits on top of the pager and uses nothing of it but its
+ * public calls: reserve a region, release it, advise on pages of it, read
+ * the budget's room and charge the heap's own metadata to the budget.  Going
  * through this small table instead of calling them directly keeps the
  * allocator testable without a pager, and gives the process heap somewhere
  * to live when no runtime can be created at all (plain mmap: the program
@@ -44,6 +45,11 @@ static size_t rt_room(void *ctx)
 	return upg_budget_room(ctx);
 }
 
+static int rt_charge(void *ctx, int64_t bytes)
+{
+	return upg_budget_charge(ctx, bytes);
+}
+
 void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 {
 	ops->reserve = rt_reserve;
@@ -52,6 +58,7 @@ void upg_region_ops_runtime(struct upg_region_ops *ops, struct upg_runtime *rt)
 	ops->lazy_free = rt_lazy_free;
 	ops->populate = rt_populate;
 	ops->room = rt_room;
+	ops->charge = rt_charge;
 	ops->ctx = rt;
 	ops->page_size = upg_runtime_page_size(rt);
 }
@@ -85,6 +92,7 @@ void upg_region_ops_os(struct upg_region_ops *ops)
 	ops->lazy_free = NULL;
 	ops->populate = NULL; /* the kernel's own faults are cheap enough */
 	ops->room = NULL;
+	ops->charge = NULL; /* no budget to count it against */
 	ops->ctx = NULL;
 	ops->page_size = UPG_UNIT;
 }

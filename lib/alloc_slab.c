@@ -80,7 +80,7 @@ static size_t state_bytes(const struct upg_class_info *ci)
 }
 
 /* A state array for a slab of class @cls (class lock held), all FREE. */
-static _Atomic uint8_t *state_get(struct upg_central *c,
+static _Atomic uint8_t *state_get(struct upg_heap *h, struct upg_central *c,
 				  const struct upg_class_info *ci)
 {
 	size_t n = state_bytes(ci);
@@ -100,6 +100,7 @@ static _Atomic uint8_t *state_get(struct upg_central *c,
 			return NULL;
 		*(void **)chunk = c->st_chunks;
 		c->st_chunks = chunk;
+		upg_heap_charge(h, (int64_t)ST_CHUNK);
 		c->st_next = chunk + 64;
 		c->st_end = chunk + ST_CHUNK;
 	}
@@ -138,7 +139,7 @@ static struct upg_span *slab_new(struct upg_heap *h, unsigned cls,
 	const struct upg_class_info *ci = &upg_classes[cls];
 	struct upg_central *c = &h->central[cls];
 	bool inl = ci->nobjs <= UPG_SLAB_INLINE;
-	_Atomic uint8_t *st = inl ? NULL : state_get(c, ci);
+	_Atomic uint8_t *st = inl ? NULL : state_get(h, c, ci);
 	struct upg_span *s;
 	uintptr_t plo = 0, phi = 0;
 	bool populate = false;
@@ -406,6 +407,7 @@ struct upg_tcache *upg_tcache_create(struct upg_heap *h)
 		return NULL;
 	tc->heap = h;
 	tc->map_bytes = bytes;
+	upg_heap_charge(h, (int64_t)bytes);
 	e = (struct upg_tcache_entry *)(tc + 1);
 	for (cls = 0; cls < UPG_NCLASSES; cls++) {
 		tc->bin[cls].e = e;
@@ -440,5 +442,6 @@ void upg_tcache_destroy(struct upg_tcache *tc)
 	if (tc->next)
 		tc->next->prev = tc->prev;
 	pthread_mutex_unlock(&h->tc_lock);
+	upg_heap_charge(h, -(int64_t)tc->map_bytes);
 	upg_os_free(tc, tc->map_bytes);
 }

@@ -84,6 +84,7 @@ int frames_init(struct upg_runtime *rt)
 	uint32_t cap;
 
 	rt->budget_frames = budget;
+	rt->base_frames = budget;
 	rt->frame_limit = budget;
 	/*
 	 * Room beyond the budget, used only while the swap store is full or
@@ -285,8 +286,41 @@ void page_drop(struct upg_runtime *rt, struct upg_pte *pte)
 uint32_t frames_free_count(const struct upg_runtime *rt)
 {
 	uint32_t used = __atomic_load_n(&rt->used_frames, __ATOMIC_RELAXED);
+	uint32_t budget = __atomic_load_n(&rt->budget_frames, __ATOMIC_RELAXED);
 
-	return used >= rt->budget_frames ? 0 : rt->budget_frames - used;
+	return used >= budget ? 0 : budget - used;
+}
+
+/*
+ * Charges against the budget (upg_budget_charge()).  A smaller budget
+ * takes effect as any shortage does: frames_free_count() falls, and
+ * reclaim evicts down to the high watermark of the new budget; until then
+ * the frames in use stay allowed (frame_limit), so that no fault has to
+ * wait for a frame the charge took away.
+ */
+int frames_charge(struct upg_runtime *rt, int64_t bytes)
+{
+	uint64_t pages, cap = rt->base_frames / 2;
+	uint32_t budget, old;
+
+	pthread_mutex_lock(&rt->lru_lock);
+	if (bytes < 0 && -bytes > rt->charged_bytes) {
+		pthread_mutex_unlock(&rt->lru_lock);
+		return -EINVAL;
+	}
+	__atomic_store_n(&rt->charged_bytes, rt->charged_bytes + bytes,
+			 __ATOMIC_RELAXED);
+	pages = ((uint64_t)rt->charged_bytes + rt->page_size - 1) >> rt->page_shift;
+	budget = rt->base_frames - (uint32_t)(pages < cap ? pages : cap);
+	old = rt->budget_frames;
+	__atomic_store_n(&rt->budget_frames, budget, __ATOMIC_RELAXED);
+	/* (above the old budget, frame_limit is swap-full headroom: reclaim.c) */
+	if (rt->frame_limit <= old)
+		rt->frame_limit = rt->used_frames > budget ? rt->used_frames : budget;
+	pthread_mutex_unlock(&rt->lru_lock);
+	if (budget < old)
+		runtime_wake_reclaim(rt);
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */

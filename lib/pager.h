@@ -420,7 +420,16 @@ struct upg_runtime {
 	uint32_t nframes;       /* frames that exist (capacity) */
 	uint32_t frame_limit;   /* frames that may be in use: the budget, or more
 				   while swap is full */
+	/*
+	 * budget_frames: the budget in frames, less the memory charged to it
+	 * from outside the regions (upg_budget_charge(): the allocator's
+	 * metadata), rounded up to frames, at most half of it:
+	 * budget_frames = base_frames - min(ceil(charged_bytes / page),
+	 * base_frames / 2).  Written under lru_lock, read without it.
+	 */
 	uint32_t budget_frames;
+	uint32_t base_frames;   /* the budget as configured */
+	int64_t charged_bytes;  /* written under lru_lock */
 	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
 	/*
 	 * Freed frames, oldest first (a FIFO, from which any frame can be
@@ -593,6 +602,7 @@ void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte);
  * found all zero: its slot and frame are freed and it is EMPTY. */
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte);
 uint32_t frames_free_count(const struct upg_runtime *rt);
+int frames_charge(struct upg_runtime *rt, int64_t bytes);
 
 /* swap (in frame.c): slot allocation under swap_lock */
 uint32_t swap_alloc(struct upg_runtime *rt, uint32_t want, uint32_t *got);

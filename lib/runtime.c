@@ -335,6 +335,15 @@ UPG_API size_t upg_runtime_page_size(const struct upg_runtime *rt)
 	return rt ? rt->page_size : 0;
 }
 
+UPG_API int upg_budget_charge(struct upg_runtime *rt, int64_t bytes)
+{
+	if (!rt)
+		return -EINVAL;
+	if (!rt->paged)
+		return 0;
+	return frames_charge(rt, bytes);
+}
+
 UPG_API size_t upg_budget_room(const struct upg_runtime *rt)
 {
 	uint32_t nfree;

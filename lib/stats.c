@@ -43,7 +43,9 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->paged = rt->paged;
 	if (!rt->paged)
 		return 0;
-	st->budget_pages = rt->budget_frames;
+	st->budget_pages = rt->base_frames;
+	st->charged_bytes = (uint64_t)__atomic_load_n(&rt->charged_bytes,
+						      __ATOMIC_RELAXED);
 	st->evict_move = rt->use_move;
 	st->has_poison = rt->uffd.has_poison;
 
@@ -144,6 +146,11 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 	human(c, sizeof(c), st->page_size);
 	fprintf(out, "upager: budget %s, peak resident %s, page %s, eviction by %s\n",
 		a, b, c, st->evict_move ? "UFFDIO_MOVE" : "protect-copy-zap");
+	if (st->charged_bytes) {
+		human(a, sizeof(a), st->charged_bytes);
+		fprintf(out, "  charged to the budget: %s held outside the regions "
+			"(allocator metadata)\n", a);
+	}
 	fprintf(out, "  now: %" PRIu64 " resident (%" PRIu64 " active, %" PRIu64
 		" inactive, %" PRIu64 " writeback, %" PRIu64 " reading), %" PRIu64
 		" swapped, %" PRIu64 " pinned\n",

@@ -33,6 +33,7 @@ struct fake_provider {
 	bool fail_reserve;
 	size_t room;             /* what ops.room() reports; SIZE_MAX at first */
 	bool discard_gives_room; /* a discard adds its length to room */
+	int64_t charged;         /* metadata charged through ops.charge */
 };
 
 static int fake_reserve(void *ctx, size_t len, void **addrp)
@@ -102,6 +103,17 @@ static size_t fake_room(void *ctx)
 	return room;
 }
 
+static int fake_charge(void *ctx, int64_t bytes)
+{
+	struct fake_provider *f = ctx;
+
+	pthread_mutex_lock(&f->lock);
+	f->charged += bytes;
+	cr_assert_geq(f->charged, 0, "more metadata given back than charged");
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
 static inline void fake_ops(struct fake_provider *f, struct upg_region_ops *ops,
 			    size_t page_size)
 {
@@ -115,6 +127,7 @@ static inline void fake_ops(struct fake_provider *f, struct upg_region_ops *ops,
 	ops->lazy_free = NULL;
 	ops->populate = NULL;
 	ops->room = fake_room;
+	ops->charge = fake_charge;
 	ops->ctx = f;
 	ops->page_size = page_size;
 }

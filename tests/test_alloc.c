@@ -54,6 +54,8 @@ static void teardown(void)
 		cr_assert(upg_heap_is_valid(heap));
 		upg_heap_destroy(heap);
 		heap = NULL;
+		cr_assert_eq(fake.charged, 0, "a destroyed heap still charges %lld bytes",
+			     (long long)fake.charged);
 	}
 }
 
@@ -248,6 +250,29 @@ Test(slab, other_threads_slab_only_when_mostly_free)
 	upg_tcache_destroy(b);
 	upg_tcache_destroy(a);
 	free(p);
+}
+
+/*
+ * The heap's metadata -- span structs, state bytes, thread caches -- is
+ * charged to the provider (with a pager: its budget) as it is made.
+ */
+Test(slab, metadata_is_charged)
+{
+	struct upg_tcache *tc;
+	int64_t before = fake.charged;
+	void *p[4096];
+	unsigned i;
+
+	for (i = 0; i < 4096; i++)
+		p[i] = upg_heap_malloc(heap, NULL, 64 + (i % 8) * 16);
+	cr_assert_gt(fake.charged, before, "span and state chunks charged");
+	before = fake.charged;
+	tc = upg_tcache_create(heap);
+	cr_assert_eq((size_t)(fake.charged - before), tc->map_bytes);
+	upg_tcache_destroy(tc);
+	cr_assert_eq(fake.charged, before);
+	for (i = 0; i < 4096; i++)
+		upg_heap_free(heap, NULL, p[i]);
 }
 
 Test(slab, lowest_address_first)

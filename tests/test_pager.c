@@ -397,6 +397,49 @@ Test(stats, budget_room)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * Memory charged to the budget from outside the regions leaves that much
+ * less for pages: the room shrinks by it at once, and pages resident
+ * beyond the smaller budget are evicted (every byte still reads back);
+ * giving the charge back restores both.  At most half the budget is taken.
+ */
+Test(stats, budget_charge)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 16 * MiB / PS * 3 / 4, room0;
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_eq(upg_budget_charge(NULL, 1), -EINVAL);
+	cr_assert_eq(upg_budget_charge(rt, -1), -EINVAL, "nothing to give back");
+	room0 = upg_budget_room(rt);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 5);
+	cr_assert_eq(stats_of(rt).pages_written, 0, "3/4 of the budget fits");
+	cr_assert_eq(upg_budget_charge(rt, 8 * MiB), 0);
+	st = stats_of(rt);
+	cr_assert_eq(st.charged_bytes, 8 * MiB);
+	cr_assert_eq(st.budget_pages, 16 * MiB / PS, "budget_pages: as configured");
+	/* reclaim brings the pages down under the 8 MiB left */
+	for (int i = 0; i < 2000 && stats_of(rt).resident_pages > 8 * MiB / PS; i++)
+		usleep(1000);
+	st = stats_of(rt);
+	cr_assert_leq(st.resident_pages, 8 * MiB / PS);
+	cr_assert_gt(st.pages_written, 0);
+	check_all(p, npages, 5);
+	cr_assert_leq(stats_of(rt).peak_resident_pages, 16 * MiB / PS);
+	/* more than half the budget: recorded, counted up to half */
+	cr_assert_eq(upg_budget_charge(rt, 4 * MiB), 0);
+	cr_assert_eq(stats_of(rt).charged_bytes, 12 * MiB);
+	cr_assert_eq(upg_budget_charge(rt, -13 * (int64_t)MiB), -EINVAL);
+	cr_assert_eq(upg_budget_charge(rt, -12 * (int64_t)MiB), 0);
+	cr_assert_eq(stats_of(rt).charged_bytes, 0);
+	cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_DONTNEED), 0);
+	cr_assert_eq(upg_budget_room(rt), room0, "the room is whole again");
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, populate_leaves_data_alone)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
