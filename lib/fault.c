@@ -1094,6 +1094,21 @@ static void handle_pagefault(struct upg_handler *h, const struct uffd_msg *m,
 		defer(h, addr, flags, t0, 0);
 }
 
+/*
+ * A REMOVE that is the reclaim thread's own zap (reclaim.c, selfzap()):
+ * nothing to apply but the bookkeeping, done here.  False for any other
+ * message.  Needs no page lock.
+ */
+static bool apply_selfzap(struct upg_runtime *rt, const struct uffd_msg *m)
+{
+	if (m->event != UFFD_EVENT_REMOVE ||
+	    !selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end))
+		return false;
+	removing_del(rt, m->arg.remove.start, m->arg.remove.end);
+	atomic_fetch_add(&rt->events_applied, 1);
+	return true;
+}
+
 /* Apply one message; false if it must wait (a REMAP, regions_lock busy). */
 static bool handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		       uint64_t t0)
@@ -1105,9 +1120,9 @@ static bool handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		handle_pagefault(h, m, t0);
 		return true;
 	case UFFD_EVENT_REMOVE:
-		if (!selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end))
-			region_event_remove(rt, m->arg.remove.start,
-					    m->arg.remove.end);
+		if (apply_selfzap(rt, m))
+			return true;
+		region_event_remove(rt, m->arg.remove.start, m->arg.remove.end);
 		removing_del(rt, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
@@ -1284,12 +1299,8 @@ static bool hold_queued(struct upg_handler *h, uintptr_t *pa)
 		 * to apply, and reclaim may zap on and on meanwhile -- held,
 		 * its announcements would pile up.
 		 */
-		if (m->event == UFFD_EVENT_REMOVE &&
-		    selfzap_consume(rt, m->arg.remove.start, m->arg.remove.end)) {
-			removing_del(rt, m->arg.remove.start, m->arg.remove.end);
-			atomic_fetch_add(&rt->events_applied, 1);
+		if (apply_selfzap(rt, m))
 			continue;
-		}
 		if (m->event == UFFD_EVENT_REMAP &&
 		    *pa >= m->arg.remap.from &&
 		    *pa < m->arg.remap.from + m->arg.remap.len)

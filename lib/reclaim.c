@@ -118,32 +118,6 @@ static void moved_out(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f)
 }
 
 /*
- * Move the pager page at @pa to staging slot @s.  A page larger than a
- * system page may stop moving partway: go on with the rest while the
- * kernel says try again (the staging descriptor has no events, so that
- * passes).  Returns 0, or the error that stopped it with *@moved bytes
- * moved -- then the caller puts them back before it copies instead: half
- * a page in staging and half in the region is no state a page can be in.
- */
-static int move_out_whole(struct upg_runtime *rt, uintptr_t s, uintptr_t pa,
-			  size_t *moved)
-{
-	int ret = upg_uffd_move_part(&rt->staging_uffd, s, pa, rt->page_size,
-				     false, moved);
-
-	while (ret == -EAGAIN && *moved) {
-		size_t more;
-
-		sched_yield();
-		ret = upg_uffd_move_part(&rt->staging_uffd, s + *moved,
-					 pa + *moved, rt->page_size - *moved,
-					 false, &more);
-		*moved += more;
-	}
-	return ret;
-}
-
-/*
  * Unmap the ACTIVE page @pte (locked; its frame @f isolated by the caller)
  * into staging.  Returns with the page unlocked, INACTIVE and its frame at
  * the tail of the inactive list -- put there under the page lock, since
@@ -161,7 +135,14 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	if (rt->use_move) {
 		size_t moved = 0;
 
-		ret = move_out_whole(rt, s, pa, &moved);
+		/*
+		 * A larger page may stop moving partway: it goes on, or on an
+		 * error what moved is put back before it is copied instead --
+		 * half a page in staging and half in the region is no state a
+		 * page can be in.
+		 */
+		ret = upg_uffd_move_whole(&rt->staging_uffd, s, pa,
+					  rt->page_size, &moved);
 		if (ret == 0) {
 			moved_out(rt, pte, f);
 			STAT_INC(rt, deactivation_flushes);

@@ -144,44 +144,6 @@ int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len)
 }
 
 /*
- * A pager page larger than a system page is resolved by one ioctl over
- * several system pages, which the kernel may complete only in part: it
- * maps a prefix and reports -EAGAIN when an event is queued midway (or
- * any error, once it made progress).  The ioctl is then repeated from
- * where it stopped, and an error is returned only by an attempt that made
- * no progress.
- */
-int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
-		  size_t len, bool wp, bool wake)
-{
-	uintptr_t s = (uintptr_t)src;
-
-	while (len > 0) {
-		struct uffdio_copy c = {
-			.dst = dst,
-			.src = s,
-			.len = len,
-			.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
-				(wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE),
-		};
-		int ret = uffd_ioctl(u->fd, UFFDIO_COPY, &c);
-
-		if (c.copy > 0 && (size_t)c.copy < len) {
-			dst += (size_t)c.copy;
-			s += (size_t)c.copy;
-			len -= (size_t)c.copy;
-			continue;
-		}
-		if (ret)
-			return ret;
-		if (c.copy != (__s64)len)
-			return c.copy < 0 ? (int)c.copy : -EIO;
-		len = 0;
-	}
-	return 0;
-}
-
-/*
  * Debug builds: every Nth fill of more than one system page stops halfway
  * and reports -EAGAIN, as the kernel does when an event is queued midway.
  * Returns the length to ask for.
@@ -196,20 +158,32 @@ static size_t fill_inject_split(struct upg_uffd *u, size_t len, bool *split)
 	return *split ? (len / 2 + sys_page - 1) & ~(sys_page - 1) : len;
 }
 
-int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
-		  const void *src, size_t len, bool wp, size_t *done)
+/*
+ * A pager page larger than a system page is resolved by one ioctl over
+ * several system pages, which the kernel may complete only in part: it
+ * maps a prefix and reports -EAGAIN when an event is queued midway (or
+ * any error, once it made progress).  The ioctl is then repeated from
+ * where it stopped, *@done bytes in, and an error is returned only by an
+ * attempt that made no progress.  @inject: the debug builds' split
+ * (upg_uffd_fill() only).
+ */
+static int fill_range(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
+		      const void *src, size_t len, bool wp, bool wake,
+		      bool inject, size_t *done)
 {
 	while (*done < len) {
 		uintptr_t d = dst + *done, s = (uintptr_t)src + *done;
-		bool split;
-		size_t want = fill_inject_split(u, len - *done, &split);
+		bool split = false;
+		size_t want = inject ? fill_inject_split(u, len - *done, &split)
+				     : len - *done;
 		__s64 got;
 		int ret;
 
 		if (how == UPG_FILL_COPY) {
 			struct uffdio_copy c = {
 				.dst = d, .src = s, .len = want,
-				.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+				.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
+					(wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE),
 			};
 
 			ret = uffd_ioctl(u->fd, UFFDIO_COPY, &c);
@@ -217,6 +191,7 @@ int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
 		} else if (how == UPG_FILL_ZERO) {
 			struct uffdio_zeropage z = {
 				.range = { .start = d, .len = want },
+				.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
 			};
 
 			ret = uffd_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
@@ -224,7 +199,7 @@ int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
 		} else {
 			size_t moved;
 
-			ret = upg_uffd_move_part(u, d, s, want, true, &moved);
+			ret = upg_uffd_move_part(u, d, s, want, wake, &moved);
 			got = moved ? (__s64)moved : ret;
 		}
 		if (got > 0)
@@ -235,6 +210,32 @@ int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
 			return ret ? ret : -EIO;
 	}
 	return 0;
+}
+
+int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
+		  const void *src, size_t len, bool wp, size_t *done)
+{
+	return fill_range(u, how, dst, src, len, wp, true, true, done);
+}
+
+int upg_uffd_move_whole(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+			size_t len, size_t *moved)
+{
+	int ret;
+
+	while ((ret = fill_range(u, UPG_FILL_MOVE, dst, (const void *)src, len,
+				 false, false, false, moved)) == -EAGAIN &&
+	       *moved)
+		sched_yield();
+	return ret;
+}
+
+int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
+		  size_t len, bool wp, bool wake)
+{
+	size_t done = 0;
+
+	return fill_range(u, UPG_FILL_COPY, dst, src, len, wp, wake, false, &done);
 }
 
 /*
@@ -272,21 +273,10 @@ long upg_uffd_map_prefix(struct upg_uffd *u, uintptr_t dst, const void *src,
 
 int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake)
 {
-	while (len > 0) {
-		struct uffdio_zeropage z = {
-			.range = { .start = dst, .len = len },
-			.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
-		};
-		int ret = uffd_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+	size_t done = 0;
 
-		if (z.zeropage > 0 && (size_t)z.zeropage < len) {
-			dst += (size_t)z.zeropage;
-			len -= (size_t)z.zeropage;
-			continue;
-		}
-		return ret;
-	}
-	return 0;
+	return fill_range(u, UPG_FILL_ZERO, dst, NULL, len, false, wake, false,
+			  &done);
 }
 
 /*

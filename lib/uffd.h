@@ -113,6 +113,14 @@ int upg_uffd_unregister(struct upg_uffd *u, uintptr_t start, size_t len);
 enum upg_fill { UPG_FILL_COPY, UPG_FILL_ZERO, UPG_FILL_MOVE };
 int upg_uffd_fill(struct upg_uffd *u, enum upg_fill how, uintptr_t dst,
 		  const void *src, size_t len, bool wp, size_t *done);
+/*
+ * Move @len bytes of present pages from @src to the missing range at @dst,
+ * no wake-up, for a descriptor without events: a move that stops partway
+ * with -EAGAIN goes on (*@moved bytes moved in all).  Returns 0, or the
+ * error that stopped it.
+ */
+int upg_uffd_move_whole(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+			size_t len, size_t *moved);
 /* Copy @len bytes from @src into the missing range at @dst. */
 int upg_uffd_copy(struct upg_uffd *u, uintptr_t dst, const void *src,
 		  size_t len, bool wp, bool wake);
