@@ -602,7 +602,7 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 	unsigned mapped = st->mapped;
 	bool continued = st->stride && key == st->expect;
 	int64_t stride = stride_next(st, key);
-	unsigned run[READ_RUN_MAX], nrun = 0;
+	unsigned run[READ_RUN_MAX], nrun = 0, k;
 	bool map;
 
 	if (continued)
@@ -612,8 +612,7 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 	if (!stride)
 		return;
 	map = st->window >= PREFETCH_MAP_WINDOW;
-	st->expect = key + (uint64_t)(stride * (int64_t)(st->window + 1));
-	for (unsigned k = 1; k <= st->window; k++) {
+	for (k = 1; k <= st->window; k++) {
 		int64_t t = (int64_t)page + stride * (int64_t)k;
 		struct upg_pte *pte;
 		enum served s = SERVED;
@@ -649,6 +648,14 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 		if (s != SERVED)
 			break; /* out of buffers or frames */
 	}
+	/*
+	 * The stream's next fault is expected at the first page not read
+	 * ahead: past the window, or where the window was cut short (no free
+	 * frames, no buffer, the region's end).  Expecting it past the whole
+	 * window after a short one would take that fault for a stray one:
+	 * its step voted on, and the pages mapped ahead never counted used.
+	 */
+	st->expect = key + (uint64_t)(stride * (int64_t)k);
 	if (nrun)
 		submit_run(h, run, nrun);
 }
