@@ -19,11 +19,13 @@
 #include "alloc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_REGION_SIZE ((size_t)4 << 30)
 #define DEFAULT_DIRTY_MAX ((size_t)8 << 20)
+#define DEFAULT_DIRTY_GENERATIONS 6U /* alloc_extent.c: garbage decay */
 
 _Noreturn void upg_alloc_bad_pointer(const char *what, const void *p,
 				     const char *why)
@@ -56,6 +58,10 @@ int upg_heap_create(const struct upg_region_ops *ops,
 	else
 		h->dirty_max = params->dirty_max;
 	h->dirty_tight = h->dirty_max;
+	if (!params || !params->dirty_generations)
+		h->dirty_generations = DEFAULT_DIRTY_GENERATIONS;
+	else if (params->dirty_generations != UINT_MAX)
+		h->dirty_generations = params->dirty_generations;
 	if (params && params->dirty_tight && params->dirty_tight < h->dirty_max &&
 	    ops->room)
 		h->dirty_tight = params->dirty_tight;

@@ -206,8 +206,13 @@ struct upg_span {
 	uint16_t navail;      /* objects with an avail bit; < nobjs, else the
 			       * slab is released; > 0 iff on the partial list */
 	bool on_partial;
-	uint64_t avail[UPG_SLAB_WORDS]; /* object free in the slab (not live,
-					 * not in a thread cache) */
+	union {
+		uint64_t avail[UPG_SLAB_WORDS]; /* object free in the slab (not
+						 * live, not in a thread cache) */
+		/* FREE and DIRTY: the heap's large_frees when the span joined
+		 * the dirty list; its garbage's age is counted from it */
+		uint64_t dirty_since;
+	};
 	/*
 	 * SLAB, state (above): state[i] is UPG_OBJ_LIVE iff object i is
 	 * allocated to the program, else UPG_OBJ_FREE; nobjs bytes, inl[]
@@ -330,6 +335,9 @@ struct upg_heap_params {
 			     * (size_t)-1: discard every free span at once */
 	size_t dirty_tight; /* the same while ops.room() says 0; 0: as
 			     * dirty_max (room is not asked) */
+	unsigned dirty_generations; /* garbage not reused while the live
+				     * large blocks turn over this many times
+				     * is discarded; 0: 6, UINT_MAX: never */
 };
 
 struct upg_heap_region {
@@ -367,6 +375,7 @@ struct upg_heap {
 	size_t region_size; /* multiple of ops.page_size */
 	size_t dirty_max;   /* garbage kept while the store has room */
 	size_t dirty_tight; /* ... and while it has none (<= dirty_max) */
+	unsigned dirty_generations; /* garbage decay, 0 = none (alloc_extent.c) */
 
 	pthread_mutex_t lock; /* the page heap: everything down to stats */
 	uint64_t bin_mask;    /* bit b set iff bins[b] is not empty */

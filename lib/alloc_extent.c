@@ -38,6 +38,21 @@
  * reported, so it is testable.  Room is asked when a block is handed out
  * (is there room for it?) and when one is freed (is there any?).
  *
+ * Garbage also decays.  A heap well inside its budget never reaches
+ * dirty_max, and then every page it ever touched would stay resident: a
+ * program cycling large blocks whose total size wanders ends up holding
+ * the whole range its heap ever spanned.  So garbage that no allocation
+ * reused while the live large blocks turned over dirty_generations times
+ * (counted in large frees: live blocks x generations, at least
+ * DECAY_MIN_FREES) is discarded too.  The clock is the sequence of frees,
+ * not time, so this too is testable.  Each discarded page that is reused
+ * costs a zero-fill fault through the pager, ten times the kernel's own
+ * on a small VM, so the decay must be slow: bench/alloc large (16 blocks
+ * of 64 KiB..4 MiB cycled, two pages of each written; 2-vCPU VM,
+ * 2026-12-01) gave peak RSS / jemalloc's and time / jemalloc's of 1.13 and
+ * 0.46 without decay; 1.03 and 1.05 at 5 generations, 1.05 and 0.82 at 6,
+ * 1.12 and 0.50 at 8, 0.98 and 1.26 at 4.
+ *
  * What needs discarding is tracked as a byte range per free span, its
  * "dirty hull": a freed block that merges with the never-touched rest of a
  * region makes the block dirty, not the gigabytes behind it.  Bytes
@@ -146,6 +161,7 @@ static void dirty_append(struct upg_heap *h, struct upg_span *s)
 		h->dirty_head = s;
 	h->dirty_tail = s;
 	h->dirty_bytes += s->dhi - s->dlo;
+	s->dirty_since = h->large_frees;
 }
 
 static void dirty_unlink(struct upg_heap *h, struct upg_span *s)
@@ -321,6 +337,27 @@ static void dirty_trim(struct upg_heap *h, size_t need)
 		if (tight && h->ops.room(h->ops.ctx) > need)
 			break;
 	}
+}
+
+/* A heap with few live blocks still keeps garbage this many frees. */
+#define DECAY_MIN_FREES 64
+
+/*
+ * Discard the garbage that waited longer than dirty_generations turnovers
+ * of the live large blocks.  The dirty list is in order of age, so only
+ * its head is looked at.
+ */
+static void dirty_decay(struct upg_heap *h)
+{
+	uint64_t live = h->large_allocs - h->large_frees, age;
+
+	if (!h->dirty_generations)
+		return;
+	age = live * h->dirty_generations;
+	if (age < DECAY_MIN_FREES)
+		age = DECAY_MIN_FREES;
+	while (h->dirty_head && h->large_frees - h->dirty_head->dirty_since > age)
+		discard(h, h->dirty_head);
 }
 
 /* -------------------------------------------------------------- regions */
@@ -628,7 +665,8 @@ static struct upg_span *free_after(struct upg_span *s)
 
 /*
  * Give back the units of LARGE or SLAB span @s: merge with free neighbours,
- * queue on the dirty list, discard the oldest garbage beyond dirty_max.
+ * queue on the dirty list, discard the oldest garbage beyond dirty_max and
+ * the garbage that decayed.
  */
 void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 {
@@ -676,6 +714,7 @@ void upg_pages_free(struct upg_heap *h, struct upg_span *s)
 	hull_set(s, dlo, dhi, s->base, span_end(s));
 	free_insert(h, s);
 	dirty_trim(h, 0);
+	dirty_decay(h);
 }
 
 /*

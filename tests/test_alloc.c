@@ -211,7 +211,7 @@ Test(slab, thread_cache_refill_and_flush)
  * slab is taken only while it is mostly free: its objects in use by the
  * other thread would share cache lines with the ones handed out.
  */
-Test(slab, other_threads_slab_only_when_mostly_free)
+Test(slab, other_threads_slab_only_when_nearly_free)
 {
 	struct upg_tcache *a = upg_tcache_create(heap);
 	struct upg_tcache *b = upg_tcache_create(heap);
@@ -222,7 +222,8 @@ Test(slab, other_threads_slab_only_when_mostly_free)
 	void **p, *q;
 
 	/* a class whose slab holds several refill batches */
-	while (upg_classes[c].nobjs < 4 * upg_classes[c].batch)
+	while (upg_classes[c].nobjs < 4 * upg_classes[c].batch ||
+	       upg_classes[c].nobjs < 8)
 		cr_assert_lt(++c, UPG_NCLASSES);
 	ci = &upg_classes[c];
 	size = ci->size;
@@ -230,14 +231,32 @@ Test(slab, other_threads_slab_only_when_mostly_free)
 	p = calloc(take, sizeof(*p));
 	cr_assert_neq(a->shard, b->shard);
 	cr_assert_gt(2 * take, ci->nobjs);
-	p[0] = upg_heap_malloc(heap, a, size); /* one batch: mostly free */
+
+	/* a refill leaves a slab less than 7/8 free: not shared */
+	p[0] = upg_heap_malloc(heap, a, size);
 	q = upg_heap_malloc(heap, b, size);
 	stats(&st);
-	cr_assert_eq(st.slabs, 1, "a mostly free slab is shared, not doubled");
+	cr_assert_eq(st.slabs, 2, "a slab a thread refilled from is its own");
 	upg_heap_free(heap, b, q);
 	upg_tcache_destroy(b);
+	stats(&st);
+	cr_assert_eq(st.slabs, 1, "b's slab, all free again, was released");
+
+	/* a's cache given back: all its slab but p[0] is free, so shared */
+	upg_tcache_destroy(a);
+	b = upg_tcache_create(heap);
+	q = upg_heap_malloc(heap, b, size);
+	stats(&st);
+	cr_assert_eq(st.slabs, 1, "a nearly free slab is shared, not doubled");
+	upg_heap_free(heap, b, q);
+	upg_tcache_destroy(b);
+
+	/* taken over and mostly used by a: no longer shared */
+	a = upg_tcache_create(heap);
 	for (i = 1; i < take; i++)
 		p[i] = upg_heap_malloc(heap, a, size);
+	stats(&st);
+	cr_assert_eq(st.slabs, 1);
 	b = upg_tcache_create(heap);
 	cr_assert_neq(a->shard, b->shard);
 	q = upg_heap_malloc(heap, b, size);
@@ -570,6 +589,47 @@ Test(extent, discard_until_the_pager_has_room)
 	upg_heap_free(heap, NULL, small);
 	upg_heap_free(heap, NULL, big);
 	for (i = 0; i < 4; i++)
+		upg_heap_free(heap, NULL, keep[i]);
+}
+
+/*
+ * Garbage that no allocation reuses while the live large blocks turn over
+ * dirty_generations times (6; at least 64 frees) is discarded, although
+ * dirty_max is far away; garbage that keeps being reused stays.
+ */
+Test(extent, garbage_decays)
+{
+	enum { LIVE = 20 };
+	struct upg_alloc_stats st;
+	void *keep[LIVE], *a, *b;
+	unsigned i, age;
+
+	for (i = 0; i < LIVE - 1; i++)
+		keep[i] = upg_heap_malloc(heap, NULL, 64 << 10);
+	a = upg_heap_malloc(heap, NULL, 256 << 10);
+	memset(a, 1, 256 << 10);
+	keep[LIVE - 1] = upg_heap_malloc(heap, NULL, 64 << 10); /* a's fence */
+	upg_heap_free(heap, NULL, a);
+	stats(&st);
+	cr_assert_eq(st.large_allocs - st.large_frees, LIVE);
+	age = LIVE * 6;
+	/* b, too big for a's hole, is freed and reused after a */
+	for (i = 0; i < age; i++) {
+		b = upg_heap_malloc(heap, NULL, 512 << 10);
+		cr_assert_gt((uintptr_t)b, (uintptr_t)a);
+		memset(b, 2, 512 << 10);
+		upg_heap_free(heap, NULL, b);
+		cr_assert_eq(fake.discards, 0, "after %u frees: a is %u frees old, not %u yet",
+			     i + 1, i + 1, age + 1);
+	}
+	b = upg_heap_malloc(heap, NULL, 512 << 10);
+	upg_heap_free(heap, NULL, b);
+	cr_assert_eq(fake.discards, 1, "a decayed");
+	cr_assert_eq(fake.last_discard, (uintptr_t)a);
+	cr_assert_eq(fake.last_discard_len, 256 << 10);
+	stats(&st);
+	cr_assert_eq(st.dirty_bytes, 512 << 10, "b, reused each time, stays");
+	for (i = 0; i < LIVE; i++)
 		upg_heap_free(heap, NULL, keep[i]);
 }
 
