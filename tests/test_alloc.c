@@ -208,8 +208,8 @@ Test(slab, thread_cache_refill_and_flush)
 
 /*
  * Threads refill from slabs of their own shard.  Another shard's partial
- * slab is taken only while it is mostly free: its objects in use by the
- * other thread would share cache lines with the ones handed out.
+ * slab is taken only while it is nearly free (7/8 avail): its objects in
+ * use by the other thread would share cache lines with the ones handed out.
  */
 Test(slab, other_threads_slab_only_when_nearly_free)
 {

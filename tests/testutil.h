@@ -81,7 +81,6 @@ static inline size_t check_page(const uint8_t *p, size_t page, size_t psize,
 	return SIZE_MAX;
 }
 
-/* RssAnon of this process, in bytes. */
 #if defined(__SANITIZE_ADDRESS__)
 /*
  * AddressSanitizer's shadow memory on x86-64: one byte per eight of the
@@ -104,8 +103,7 @@ static inline size_t rss_anon(void)
 
 	cr_assert(f);
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' '))
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping */
 			shadow = lo >= ASAN_SHADOW_LO && hi <= ASAN_SHADOW_HI;
 		else if (sscanf(line, "Anonymous: %zu kB", &kb) == 1 && !shadow)
 			total += kb;
@@ -114,7 +112,7 @@ static inline size_t rss_anon(void)
 	return total * 1024;
 }
 #else
-/* Anonymous memory of the process, in bytes. */
+/* RssAnon of this process, in bytes. */
 static inline size_t rss_anon(void)
 {
 	char line[256];
