@@ -95,9 +95,11 @@ Test(classes, shapes)
 		cr_assert_eq(ci->size % 16, 0);
 		if (c)
 			cr_assert_gt(ci->size, upg_classes[c - 1].size);
-		/* at most 25% waste for a request just above the class below */
+		/* at most 12.5% waste for a request just above the class below */
 		if (c > 8)
-			cr_assert_leq(ci->size * 4, (upg_classes[c - 1].size + 1) * 5 + 64);
+			cr_assert_leq(ci->size * 8, (upg_classes[c - 1].size + 1) * 9 + 128,
+				      "class %u (%u) after %u", c, ci->size,
+				      upg_classes[c - 1].size);
 		cr_assert_eq(ci->nobjs, bytes / ci->size);
 		cr_assert_leq(ci->nobjs, UPG_SLAB_MAX_OBJS);
 		cr_assert_leq(bytes - ci->nobjs * ci->size, bytes / 8,
