@@ -159,8 +159,10 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		st->pinned_pages);
 	fprintf(out, "  faults:");
 	for (int k = 0; k < UPG_FAULT_KINDS; k++)
-		fprintf(out, " %s %" PRIu64 " (p50 %.1fus)%s", kinds[k], st->faults[k],
+		fprintf(out, " %s %" PRIu64 " (p50 %.1fus, p99 %.1fus)%s", kinds[k],
+			st->faults[k],
 			upg_stats_latency_quantile(st, k, 0.5) / 1000.0,
+			upg_stats_latency_quantile(st, k, 0.99) / 1000.0,
 			k + 1 < UPG_FAULT_KINDS ? "," : "\n");
 	human(a, sizeof(a), st->bytes_written);
 	human(b, sizeof(b), st->bytes_read);
