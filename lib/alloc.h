@@ -68,8 +68,8 @@ static inline bool upg_is_pow2(size_t x)
  * sizes below.  Every object is 16-byte aligned (max_align_t).
  */
 #define UPG_MIN_ALIGN 16
-#define UPG_CLASSES_PER_POW2 8
-#define UPG_NCLASSES (8 + 8 * UPG_CLASSES_PER_POW2) /* 16..128, then 8 doublings */
+#define UPG_CLASS_SHIFT 3 /* 2^3 classes per power of two above 128 */
+#define UPG_NCLASSES (8 + 8 * (1 << UPG_CLASS_SHIFT)) /* 16..128, 8 doublings */
 #define UPG_SMALL_MAX ((size_t)32768)
 #define UPG_SLAB_MAX_OBJS 512
 #define UPG_SLAB_WORDS (UPG_SLAB_MAX_OBJS / 64)
@@ -105,8 +105,8 @@ static inline unsigned upg_size_class(size_t size)
 	if (size <= 128)
 		return size ? (unsigned)((size + 15) >> 4) - 1 : 0;
 	lg = 63 - (unsigned)__builtin_clzl(size - 1); /* size in (2^lg, 2^lg+1] */
-	return 8 + (lg - 7) * UPG_CLASSES_PER_POW2 +
-	       (unsigned)((size - 1 - (1UL << lg)) >> (lg - 3));
+	return 8 + ((lg - 7) << UPG_CLASS_SHIFT) +
+	       (unsigned)((size - 1 - (1UL << lg)) >> (lg - UPG_CLASS_SHIFT));
 }
 
 /* upg_size_class(@size) once upg_classes_init() has run. */

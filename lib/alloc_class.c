@@ -42,9 +42,9 @@ static size_t class_size(unsigned cls)
 
 	if (cls < 8)
 		return (cls + 1) * 16;
-	lg = 7 + (cls - 8) / UPG_CLASSES_PER_POW2;
-	sub = (cls - 8) % UPG_CLASSES_PER_POW2;
-	return ((size_t)1 << lg) + (sub + 1) * ((size_t)1 << (lg - 3));
+	lg = 7 + ((cls - 8) >> UPG_CLASS_SHIFT);
+	sub = (cls - 8) & ((1U << UPG_CLASS_SHIFT) - 1);
+	return ((size_t)1 << lg) + (sub + 1) * ((size_t)1 << (lg - UPG_CLASS_SHIFT));
 }
 
 static unsigned min_objects(size_t size)
