@@ -485,6 +485,8 @@ struct upg_runtime {
 	bool inject_read_errors;
 	/* debug builds: every Nth protect-copy-zap copy-out fails (0: none) */
 	unsigned inject_copyout_every, copyouts;
+	/* debug builds: COLD advice sleeps this long between queuing and waiting */
+	unsigned inject_cold_delay_ms;
 	/*
 	 * How often pages whose history predicts a write are really written
 	 * (fault.c): probes are graded right (a write-protect fault) or wrong

@@ -757,6 +757,16 @@ int reclaim_cold(struct upg_runtime *rt, void *start, size_t len, bool evict)
 	uint32_t queued = 0;
 	uint64_t gen;
 
+	/*
+	 * The pass to wait for is one that ends after the pages were queued.
+	 * The generation is taken before queuing: the reclaim thread wakes on
+	 * its own and may evict every queued page, and end its pass, before
+	 * this thread gets to wait -- and it would then sleep, idle, while a
+	 * generation taken after queuing waited for a pass that never comes.
+	 */
+	pthread_mutex_lock(&rt->reclaim_lock);
+	gen = rt->reclaim_generation;
+	pthread_mutex_unlock(&rt->reclaim_lock);
 	for (; a < end; a += rt->page_size) {
 		struct upg_region *r;
 		struct upg_pte *pte;
@@ -791,8 +801,9 @@ int reclaim_cold(struct upg_runtime *rt, void *start, size_t len, bool evict)
 	}
 	if (!queued)
 		return 0;
+	if (UPG_DEBUG && rt->inject_cold_delay_ms)
+		usleep(rt->inject_cold_delay_ms * 1000U);
 	pthread_mutex_lock(&rt->reclaim_lock);
-	gen = rt->reclaim_generation;
 	pthread_cond_signal(&rt->reclaim_cond);
 	while (!atomic_load(&rt->stopping) &&
 	       (rt->reclaim_generation == gen ||

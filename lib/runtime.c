@@ -186,6 +186,8 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 		rt->inject_read_errors = e && *e == '1';
 		e = getenv("UPAGER_DEBUG_COPYOUT_FAIL");
 		rt->inject_copyout_every = e ? (unsigned)strtoul(e, NULL, 10) : 0;
+		e = getenv("UPAGER_DEBUG_COLD_DELAY_MS");
+		rt->inject_cold_delay_ms = e ? (unsigned)strtoul(e, NULL, 10) : 0;
 	}
 	rt->page_size = opts->page_size;
 	rt->page_shift = (unsigned)__builtin_ctzl(opts->page_size);

@@ -1117,6 +1117,42 @@ Test(failure, copy_out_failures_keep_pages)
 }
 
 /*
+ * COLD advice waits for a reclaim pass that ends after it queued its
+ * pages.  The reclaim thread also wakes on its own (every 50 ms), and may
+ * evict the queued pages and end its pass before the advice begins to
+ * wait; the advice must then return, not wait for a pass that never comes
+ * (it did, once in a CI run under ASan).  Debug builds sleep between
+ * queuing and waiting, long enough for that to happen every time.
+ */
+Test(failure, cold_advice_evicted_before_it_waits, .timeout = 60)
+{
+	struct upg_runtime *rt;
+	size_t npages = 64;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+#ifndef UPG_DEBUG_BUILD
+	cr_skip_test("delay injection needs a debug build (--enable-debug)");
+#endif
+	setenv("UPAGER_DEBUG_COLD_DELAY_MS", "300", 1);
+	rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
+	unsetenv("UPAGER_DEBUG_COLD_DELAY_MS");
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 5);
+	for (int round = 0; round < 3; round++) {
+		a = stats_of(rt);
+		cr_assert_eq(upg_advise(rt, p, npages * PS, UPG_ADV_COLD), 0);
+		b = stats_of(rt);
+		cr_assert_geq(b.pages_written + b.clean_drops -
+			      a.pages_written - a.clean_drops, npages,
+			      "round %d: COLD returned before its pages left", round);
+		check_all(p, npages, 5);
+	}
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+/*
  * Three generations written in a stride of 7 pages and checked: pages come
  * and go one at a time, not in runs.
  */
