@@ -367,6 +367,9 @@ struct upg_central {
 	 * and the unused rest [st_next, st_end) of the newest chunk */
 	void *st_free;
 	uint8_t *st_next, *st_end;
+	/* the newest chunk is charged to the budget up to here, a page past
+	 * st_next at most: the untouched rest is only address space */
+	uint8_t *st_charged;
 	void *st_chunks; /* chunk list, first word links */
 } __attribute__((aligned(64)));
 

@@ -296,6 +296,28 @@ Test(slab, metadata_is_charged)
 		upg_heap_free(heap, NULL, p[i]);
 }
 
+/*
+ * A class's state bytes are carved from a 64 KiB chunk of its own; what is
+ * charged is the part carved, a page at a time, not the whole chunk: one
+ * object in each of 16 classes charges at most a pool chunk of span structs
+ * and a page of states per class (it was 16 chunks, 1 MiB).
+ */
+Test(slab, state_chunks_charged_as_carved)
+{
+	int64_t before = fake.charged;
+	void *p[16];
+	unsigned i;
+
+	for (i = 0; i < 16; i++)
+		p[i] = upg_heap_malloc(heap, NULL, 16 * (i + 1));
+	cr_assert_gt(fake.charged, before);
+	cr_assert_leq(fake.charged - before, (int64_t)(64 * 1024 + 16 * UPG_UNIT),
+		      "16 classes charged %lld bytes",
+		      (long long)(fake.charged - before));
+	for (i = 0; i < 16; i++)
+		upg_heap_free(heap, NULL, p[i]);
+}
+
 Test(slab, lowest_address_first)
 {
 	struct upg_tcache *tc = upg_tcache_create(heap);
