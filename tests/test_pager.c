@@ -1072,6 +1072,30 @@ Test(failure, unreadable_swap_raises_sigbus)
 }
 
 /*
+ * A runtime of @budget bytes (pager page @page_size, 0 for the default)
+ * whose debug build injects the fault that UPAGER_DEBUG_* variable @var
+ * asks for with @value: the variable is read at creation only.
+ */
+static struct upg_runtime *runtime_injecting(const char *var, const char *value,
+					     size_t budget,
+					     enum upg_evict_mode evict,
+					     size_t page_size)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+
+	upg_options_init(&o);
+	o.budget = budget;
+	o.evict = evict;
+	if (page_size)
+		o.page_size = page_size;
+	setenv(var, value, 1);
+	rt = test_runtime_opts(&o);
+	unsetenv(var);
+	return rt;
+}
+
+/*
  * Copying a page out to staging fails now and then (injected by debug
  * builds): the page stays mapped and active, nothing is lost, and the frame
  * goes back on the active list under the page lock -- while the program
@@ -1080,7 +1104,6 @@ Test(failure, unreadable_swap_raises_sigbus)
  */
 Test(failure, copy_out_failures_keep_pages)
 {
-	struct upg_options o;
 	struct upg_runtime *rt;
 	struct advise_loop a = { .npages = 64, .nbig = 4 * 4 * MiB / PS,
 				 .bad = SIZE_MAX };
@@ -1091,12 +1114,8 @@ Test(failure, copy_out_failures_keep_pages)
 #ifndef UPG_DEBUG_BUILD
 	cr_skip_test("error injection needs a debug build (--enable-debug)");
 #endif
-	setenv("UPAGER_DEBUG_COPYOUT_FAIL", "97", 1);
-	upg_options_init(&o);
-	o.budget = 4 * MiB;
-	o.evict = UPG_EVICT_COPY;
-	rt = test_runtime_opts(&o);
-	unsetenv("UPAGER_DEBUG_COPYOUT_FAIL");
+	rt = runtime_injecting("UPAGER_DEBUG_COPYOUT_FAIL", "97", 4 * MiB,
+			       UPG_EVICT_COPY, 0);
 	a.rt = rt;
 	cr_assert_eq(upg_region_reserve(rt, a.npages * PS, (void **)&a.p), 0);
 	cr_assert_eq(upg_region_reserve(rt, a.nbig * PS, (void **)&a.big), 0);
@@ -1134,9 +1153,8 @@ Test(failure, cold_advice_evicted_before_it_waits, .timeout = 60)
 #ifndef UPG_DEBUG_BUILD
 	cr_skip_test("delay injection needs a debug build (--enable-debug)");
 #endif
-	setenv("UPAGER_DEBUG_COLD_DELAY_MS", "300", 1);
-	rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
-	unsetenv("UPAGER_DEBUG_COLD_DELAY_MS");
+	rt = runtime_injecting("UPAGER_DEBUG_COLD_DELAY_MS", "300", 64 * MiB,
+			       UPG_EVICT_AUTO, 0);
 	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
 	write_all(p, npages, 5);
 	for (int round = 0; round < 3; round++) {
@@ -1181,9 +1199,8 @@ Test(failure, move_error_after_moving_keeps_page)
 #ifndef UPG_DEBUG_BUILD
 	cr_skip_test("error injection needs a debug build (--enable-debug)");
 #endif
-	setenv("UPAGER_DEBUG_MOVE_ERROR_AFTER", "13", 1);
-	rt = test_runtime(4 * MiB, UPG_EVICT_MOVE);
-	unsetenv("UPAGER_DEBUG_MOVE_ERROR_AFTER");
+	rt = runtime_injecting("UPAGER_DEBUG_MOVE_ERROR_AFTER", "13", 4 * MiB,
+			       UPG_EVICT_MOVE, 0);
 	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
 	write_check_strided(p, npages);
 	cr_assert_gt(stats_of(rt).pages_written, npages);
@@ -1204,7 +1221,6 @@ Test(failure, move_error_after_moving_keeps_page)
  */
 static void half_mapped_pages_are_finished(enum upg_evict_mode evict)
 {
-	struct upg_options o;
 	struct upg_runtime *rt;
 	size_t npages = 4 * 4 * MiB / PS;
 	uint8_t *p;
@@ -1212,13 +1228,8 @@ static void half_mapped_pages_are_finished(enum upg_evict_mode evict)
 #ifndef UPG_DEBUG_BUILD
 	cr_skip_test("error injection needs a debug build (--enable-debug)");
 #endif
-	upg_options_init(&o);
-	o.budget = 4 * MiB;
-	o.page_size = 16 * KiB;
-	o.evict = evict;
-	setenv("UPAGER_DEBUG_FILL_SPLIT", "5", 1);
-	rt = test_runtime_opts(&o);
-	unsetenv("UPAGER_DEBUG_FILL_SPLIT");
+	rt = runtime_injecting("UPAGER_DEBUG_FILL_SPLIT", "5", 4 * MiB, evict,
+			       16 * KiB);
 	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
 	for (size_t i = 0; i < npages * PS; i += 64)
 		cr_assert_eq(p[i], 0, "fresh byte %zu: got %#x", i, p[i]);
