@@ -269,9 +269,6 @@ struct upg_stats {
 	uint64_t writable_installs;  /* clean pages mapped writable (and so dirty)
 					because they were written last time: no
 					write-protect fault to take */
-	uint64_t unwritten_guesses;  /* of those, evicted with the contents they
-					were mapped with: each a needless swap
-					write; many turn the guessing off */
 	uint64_t deactivation_flushes; /* unmapping calls (each one TLB flush)
 					  that made the deactivations: runs of
 					  pages move out together */

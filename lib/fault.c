@@ -70,21 +70,12 @@ static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
  * mapped writable and counted dirty at once instead.  A wrong guess costs a
  * needless swap write at eviction, never data, but in a phase that only
  * reads it costs one write per page -- so guesses are made only while they
- * are mostly right.  While guessing is off every candidate is mapped
- * protected as a probe, graded when its page is evicted: right if it was
- * written (a write-protect fault saw it), wrong if not.  While guessing is
- * on, each guess is graded at eviction too, by whether the page's contents
- * changed since it was mapped (a hash of them is kept in its frame).  Both
- * are graded at eviction so that rights and wrongs arrive equally late.
- * Guesses were once graded by probes alone, one candidate in four, a probe
- * counted right at its write and wrong at its eviction a residency later:
- * on bench/paging uniform-rand, which reads a random page and then, every
- * other time, writes it, the rights ran a residency ahead of the wrongs,
- * the grade said 77% while 56% of the guesses were written, and 13500 of
- * 107000 swap writes were of pages nobody had written (2026-12-02).  A
- * hash that matches by accident grades one guess wrong; no decision about
- * data rests on it.  Each guess spends the page's evidence, so a page that
- * stops being written is soon protected again.  The page lock is held.
+ * are mostly right: one in four candidates (one in eight while the guesses
+ * are nearly always right; all of them while guessing is off) is mapped
+ * protected as a probe, and a probe that is written
+ * counts as right, one evicted clean as wrong.  Each guess spends the page's
+ * evidence, so a page that stops being written is soon protected again.
+ * The page lock is held.
  */
 static void predict_grade(struct upg_runtime *rt, bool right)
 {
@@ -98,73 +89,35 @@ static void predict_grade(struct upg_runtime *rt, bool right)
 	}
 }
 
-/*
- * 64-bit hash of a pager page, in four independent lanes so that the
- * multiplications overlap.
- */
-static uint64_t page_hash(const struct upg_runtime *rt, const void *page)
+void predict_graded_wrong(struct upg_runtime *rt)
 {
-	const uint64_t *w = page;
-	uint64_t a = 1, b = 2, c = 3, d = 4;
-
-	for (size_t i = 0; i < rt->page_size / sizeof(*w); i += 4) {
-		a = (a ^ w[i]) * 0x9e3779b97f4a7c15ULL;
-		b = (b ^ w[i + 1]) * 0xc2b2ae3d27d4eb4fULL;
-		c = (c ^ w[i + 2]) * 0x165667b19e3779f9ULL;
-		d = (d ^ w[i + 3]) * 0xff51afd7ed558ccdULL;
-	}
-	a ^= (b << 21 | b >> 43) ^ (c << 42 | c >> 22) ^ (d << 11 | d >> 53);
-	return a ^ a >> 29;
+	predict_grade(rt, false);
 }
 
-/* Page @pte (locked) in frame @f was mapped writable on a guess. */
-static void guess_made(struct upg_runtime *rt, uint32_t f, uint64_t hash)
-{
-	rt->frames[f].guessed = 1;
-	rt->frames[f].guess_hash = hash;
-}
-
-/*
- * Page @pte (locked), staged in frame @f, is being evicted: grade the
- * probe or the guess it carries.
- */
-void predict_evicted(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f)
-{
-	struct upg_frame *fr = &rt->frames[f];
-
-	if (fr->guessed) {
-		fr->guessed = 0;
-		if (fr->staged == SLOT_DATA) {
-			bool written = page_hash(rt, frame_staging(rt, f)) !=
-				       fr->guess_hash;
-
-			predict_grade(rt, written);
-			if (!written)
-				STAT_INC(rt, unwritten_guesses);
-		}
-	} else if (pte->flags & PTE_PROBE) {
-		predict_grade(rt, pte->flags & PTE_DIRTY);
-	}
-	pte->flags &= (uint8_t)~PTE_PROBE;
-}
-
-/* Graded right 15 times in 16, and enough of them to tell. */
+/* Probes right 15 times in 16, and enough of them to tell. */
 static bool predict_confident(const struct upg_runtime *rt)
 {
 	return rt->predict_right >= 15 * rt->predict_wrong + 32;
 }
 
-static void note_write(struct upg_pte *pte)
+static void note_write(struct upg_runtime *rt, struct upg_pte *pte)
 {
 	pte->write_hist = 3;
+	if (pte->flags & PTE_PROBE) {
+		pte->flags &= (uint8_t)~PTE_PROBE;
+		predict_grade(rt, true);
+	}
 }
 
 /* Should the clean page @pte be mapped writable?  May mark it a probe. */
 static bool predict_write(struct upg_runtime *rt, struct upg_pte *pte)
 {
+	bool trusted = rt->predict_right >= 3 * rt->predict_wrong + 8;
+	unsigned probe_mask = predict_confident(rt) ? 7 : 3;
+
 	if (pte->write_hist < 2)
 		return false;
-	if (rt->predict_right < 3 * rt->predict_wrong + 8) {
+	if (!trusted || (++rt->predict_installs & probe_mask) == 0) {
 		pte->flags |= PTE_PROBE;
 		return false;
 	}
@@ -465,14 +418,12 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	bool predicted = clean && predict_write(rt, pte);
 	/* unmapped by reclaim and touched again -- not a read-ahead's first use */
 	bool refault = !(pte->flags & PTE_PREFETCHED);
-	uint64_t guess = 0; /* hash of a page mapped writable on a guess */
 	size_t done = 0;
 	int ret = -ENOTSUP;
 
 	if (predicted) {
 		clean = false;
 		write = true;
-		guess = page_hash(rt, (const void *)s); /* before it moves */
 	}
 
 	/*
@@ -508,12 +459,10 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 		return SERVED;
 	}
 	stats_fault(rt, UPG_FAULT_SOFT, t0);
-	if (predicted) {
+	if (predicted)
 		spend_prediction(rt, pte);
-		guess_made(rt, f, guess);
-	} else if (write && !(pte->flags & PTE_DIRTY)) {
-		note_write(pte);
-	}
+	else if (write && !(pte->flags & PTE_DIRTY))
+		note_write(rt, pte);
 	if (pte->flags & PTE_PREFETCHED) {
 		pte->flags &= (uint8_t)~PTE_PREFETCHED;
 		STAT_INC(rt, prefetch_hits);
@@ -909,7 +858,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		if (pte->state == PS_ACTIVE) {
 			mark_dirty(rt, pte);
-			note_write(pte);
+			note_write(rt, pte);
 			STAT_INC(rt, faults[UPG_FAULT_WP]);
 			if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size,
 						  false) == -EAGAIN) {
@@ -1078,12 +1027,10 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			upg_log("install of %#lx failed: %s", (unsigned long)pa,
 				upg_strerror(-ret));
 		pte->flags &= PTE_PINNED | PTE_PROBE;
-		if (predicted) {
+		if (predicted)
 			spend_prediction(rt, pte);
-			guess_made(rt, pte->frame, page_hash(rt, buffer_addr(h, b)));
-		} else if (write) {
-			note_write(pte);
-		}
+		else if (write)
+			note_write(rt, pte);
 		if (write)
 			mark_dirty(rt, pte);
 		page_activate(rt, pte);

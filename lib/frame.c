@@ -181,7 +181,6 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	fr->page_hi = (uint32_t)((uint64_t)page >> 32);
 	fr->list = FL_ISOLATED;
 	fr->referenced = 0;
-	fr->guessed = 0;
 	fr->prev = fr->next = UPG_NO_FRAME;
 	used = ++rt->used_frames;
 	upg_assert(rt->free.count + rt->used_frames == rt->next_unused);

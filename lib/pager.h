@@ -165,11 +165,7 @@ struct upg_frame {
 	uint8_t referenced;  /* faulted back from the inactive list since it
 				last passed the head of the active list;
 				guarded by lru_lock */
-	uint8_t guessed;     /* mapped writable on a predicted write, and
-				guess_hash is the page's contents then: its
-				eviction grades the guess (fault.c).  Owned
-				by the page lock holder */
-	uint64_t guess_hash;
+	uint8_t pad;
 };
 
 struct upg_list {
@@ -324,7 +320,6 @@ struct upg_counters {
 	atomic_uint_least64_t populated;
 	atomic_uint_least64_t staging_zaps, staging_zap_batches;
 	atomic_uint_least64_t writable_installs;
-	atomic_uint_least64_t unwritten_guesses;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 };
 
@@ -494,12 +489,11 @@ struct upg_runtime {
 	unsigned inject_cold_delay_ms;
 	/*
 	 * How often pages whose history predicts a write are really written
-	 * (fault.c): graded at a probe's write-protect fault (right) or clean
-	 * eviction (wrong), and at a guess's eviction (right if its contents
-	 * changed); both halve when their sum reaches 512.  Updated racily:
-	 * it is a statistic, not state.
+	 * (fault.c): probes are graded right (a write-protect fault) or wrong
+	 * (evicted clean); both halve when their sum reaches 512.  Updated
+	 * racily: it is a statistic, not state.
 	 */
-	uint32_t predict_right, predict_wrong;
+	uint32_t predict_right, predict_wrong, predict_installs;
 	/* pages per state, EMPTY excluded (never counted: tables start zeroed) */
 	atomic_long nr_state[PTE_STATES];
 };
@@ -553,7 +547,7 @@ int fault_queue_willneed(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 size_t fault_populate(struct upg_runtime *rt, struct upg_region *r,
 		      size_t first, size_t last);
 /* fault.c: a probe of the write predictor was evicted clean */
-void predict_evicted(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f);
+void predict_graded_wrong(struct upg_runtime *rt);
 
 /* frame.c */
 int frames_init(struct upg_runtime *rt);

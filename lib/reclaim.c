@@ -493,9 +493,10 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			break;
 		if (!pte)
 			continue;
-		predict_evicted(rt, pte, f);
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
 			/* clean: swap already has it */
+			if (pte->flags & PTE_PROBE)
+				predict_graded_wrong(rt);
 			frame_free(rt, f);
 			pte_set_state(rt, pte, PS_SWAPPED);
 			pte->flags &= PTE_PINNED;

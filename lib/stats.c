@@ -80,7 +80,6 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->zero_mapped_around = LOAD(rt->c.zero_mapped_around);
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
-	st->unwritten_guesses = LOAD(rt->c.unwritten_guesses);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
@@ -180,10 +179,8 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		st->zero_filled_ahead, st->zero_mapped_around, st->populated,
 		st->zero_drops);
 	fprintf(out, "  dirty tracking: %" PRIu64 " write-protect faults, %" PRIu64
-		" pages mapped writable ahead of a predicted write (%" PRIu64
-		" evicted unwritten)\n",
-		st->faults[UPG_FAULT_WP], st->writable_installs,
-		st->unwritten_guesses);
+		" pages mapped writable ahead of a predicted write\n",
+		st->faults[UPG_FAULT_WP], st->writable_installs);
 	fprintf(out, "  discarded %" PRIu64 ", waited for reclaim %" PRIu64
 		", duplicate faults %" PRIu64 ", swap full %" PRIu64
 		", I/O errors %" PRIu64 "\n",
