@@ -273,6 +273,12 @@ struct upg_stats {
 					  that made the deactivations: runs of
 					  pages move out together */
 	uint64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
+	/*
+	 * Swap reads a faulting thread waits for, from their submission to
+	 * their completion being seen: the part of a major fault's latency
+	 * spent in the I/O path (the rest is the pager's own work).
+	 */
+	uint64_t read_latency[UPG_LATENCY_BUCKETS];
 	/* what the running kernel offered, and what is used */
 	bool paged;
 	bool evict_move;             /* UFFDIO_MOVE in use */
@@ -288,6 +294,9 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st);
  */
 uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
 				    enum upg_fault_kind kind, double q);
+
+/* The same for the swap reads of major faults (read_latency). */
+uint64_t upg_stats_read_latency_quantile(const struct upg_stats *st, double q);
 
 /* Print a human-readable summary. */
 void upg_stats_print(const struct upg_stats *st, FILE *out);

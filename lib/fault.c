@@ -502,6 +502,7 @@ static void submit_read(struct upg_handler *h, unsigned b)
 	struct upg_runtime *rt = h->rt;
 	struct upg_read *rd = &h->reads[b];
 
+	rd->t_submit = upg_now_ns();
 	upg_ring_read(&h->ring, rt->swapfile.fd, buffer_addr(h, b), b,
 		      rt->page_size, (uint64_t)rd->slot * rt->page_size,
 		      TAG_READ | b);
@@ -563,11 +564,19 @@ static void submit_run(struct upg_handler *h, const unsigned *run, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		iov[i] = (struct iovec){ buffer_addr(h, run[i]), rt->page_size };
 		h->reads[run[i]].run_next = i + 1 < n ? run[i + 1] : UINT32_MAX;
+		h->reads[run[i]].t_submit = upg_now_ns();
 	}
 	upg_ring_readv(&h->ring, rt->swapfile.fd, iov, n,
 		       (uint64_t)h->reads[run[0]].slot * rt->page_size,
 		       TAG_READV | run[0]);
 	STAT_INC(rt, read_requests);
+}
+
+/* The read into buffer @b completed: time it if a thread waits for it. */
+static void read_completed(struct upg_handler *h, unsigned b)
+{
+	if (!h->reads[b].prefetch)
+		stats_read(h->rt, h->reads[b].t_submit);
 }
 
 /* A vectored read of @res bytes ended: each page of it is done. */
@@ -583,6 +592,7 @@ static void read_run_done(struct upg_handler *h, unsigned b, int res)
 		if (res > 0)
 			res -= mine;
 		h->reads[b].run_next = UINT32_MAX;
+		read_completed(h, b);
 		read_done(h, b, mine);
 		b = next;
 	}
@@ -1409,6 +1419,7 @@ static unsigned reap(struct upg_handler *h)
 			break;
 		}
 		case TAG_READ:
+			read_completed(h, TAG_INDEX(c[i].tag));
 			read_done(h, TAG_INDEX(c[i].tag), c[i].res);
 			break;
 		case TAG_READV:

@@ -207,6 +207,7 @@ struct upg_read {
 	uint32_t slot;
 	uint32_t tries;
 	uint64_t t0;
+	uint64_t t_submit; /* when its read was queued (stats: read_latency) */
 	bool write_fault; /* install writable and dirty */
 	bool prefetch;    /* no faulting thread is waiting */
 	bool map;         /* prefetch of a proven stream: map, don't stage */
@@ -321,6 +322,7 @@ struct upg_counters {
 	atomic_uint_least64_t staging_zaps, staging_zap_batches;
 	atomic_uint_least64_t writable_installs;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
+	atomic_uint_least64_t read_latency[UPG_LATENCY_BUCKETS];
 };
 
 struct upg_runtime {
@@ -626,6 +628,7 @@ int reclaim_cold(struct upg_runtime *rt, void *start, size_t len, bool evict);
  * statistics; its latency is recorded after, by stats_fault().
  */
 void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0);
+void stats_read(struct upg_runtime *rt, uint64_t t_submit);
 void stats_note_resident(struct upg_runtime *rt, uint32_t used);
 
 /* fork.c */

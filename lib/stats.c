@@ -12,14 +12,23 @@
 #include <inttypes.h>
 #include <string.h>
 
-void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0)
+/* Histogram bucket of the time since @t0: log2 of nanoseconds. */
+static unsigned latency_bucket(uint64_t t0)
 {
 	uint64_t ns = upg_now_ns() - t0;
 	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;
 
-	if (b >= UPG_LATENCY_BUCKETS)
-		b = UPG_LATENCY_BUCKETS - 1;
-	STAT_INC(rt, latency[kind][b]);
+	return b < UPG_LATENCY_BUCKETS ? b : UPG_LATENCY_BUCKETS - 1;
+}
+
+void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0)
+{
+	STAT_INC(rt, latency[kind][latency_bucket(t0)]);
+}
+
+void stats_read(struct upg_runtime *rt, uint64_t t_submit)
+{
+	STAT_INC(rt, read_latency[latency_bucket(t_submit)]);
 }
 
 void stats_note_resident(struct upg_runtime *rt, uint32_t used)
@@ -55,6 +64,8 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 			st->latency[k][b] = LOAD(rt->c.latency[k][b]);
 	}
 	st->faults_duplicate = LOAD(rt->c.faults_duplicate);
+	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++)
+		st->read_latency[b] = LOAD(rt->c.read_latency[b]);
 	st->faults_waited = LOAD(rt->c.faults_waited);
 	st->deactivations = LOAD(rt->c.deactivations);
 	st->pages_written = LOAD(rt->c.pages_written);
@@ -98,23 +109,35 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	return 0;
 }
 
-UPG_API uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
-					    enum upg_fault_kind kind, double q)
+/* Upper edge of the bucket below which a fraction @q of @hist lies. */
+static uint64_t quantile(const uint64_t *hist, double q)
 {
 	uint64_t total = 0, seen = 0;
 
-	if (!st || kind >= UPG_FAULT_KINDS)
-		return 0;
 	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++)
-		total += st->latency[kind][b];
+		total += hist[b];
 	if (total == 0)
 		return 0;
 	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++) {
-		seen += st->latency[kind][b];
+		seen += hist[b];
 		if ((double)seen >= q * (double)total)
 			return 2ULL << b;
 	}
 	return 2ULL << (UPG_LATENCY_BUCKETS - 1);
+}
+
+UPG_API uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
+					    enum upg_fault_kind kind, double q)
+{
+	if (!st || kind >= UPG_FAULT_KINDS)
+		return 0;
+	return quantile(st->latency[kind], q);
+}
+
+UPG_API uint64_t upg_stats_read_latency_quantile(const struct upg_stats *st,
+						 double q)
+{
+	return st ? quantile(st->read_latency, q) : 0;
 }
 
 static void human(char *buf, size_t n, uint64_t bytes)
@@ -171,6 +194,10 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		PRIu64 " deactivations (%" PRIu64 " TLB flushes)\n",
 		st->pages_written, a, st->write_requests, st->pages_read, b,
 		st->clean_drops, st->deactivations, st->deactivation_flushes);
+	fprintf(out, "  swap reads of major faults, submitted to completed: p50 "
+		"%.1fus, p99 %.1fus\n",
+		upg_stats_read_latency_quantile(st, 0.5) / 1000.0,
+		upg_stats_read_latency_quantile(st, 0.99) / 1000.0);
 	fprintf(out, "  prefetch: %" PRIu64 " pages read ahead, %" PRIu64
 		" used\n", st->prefetch_issued, st->prefetch_hits);
 	fprintf(out, "  zero-fill without a fault: %" PRIu64 " ahead of a writer, %"

@@ -375,6 +375,54 @@ Test(advise, populate_maps_without_faults)
 }
 
 /* upg_budget_room(): the budget above the high watermark not in use. */
+/*
+ * Pages read back in a scattered order (no stream to read ahead): each
+ * major fault's swap read is timed, once, from submission to completion.
+ */
+Test(stats, swap_reads_timed)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 4 * 4 * MiB / PS;
+	uint64_t timed = 0, p50, p99, rng = 42;
+	size_t *order = malloc(npages * sizeof(*order));
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_not_null(order);
+	for (size_t k = 0; k < npages; k++)
+		order[k] = k;
+	for (size_t k = npages - 1; k > 0; k--) { /* Fisher-Yates */
+		size_t j, t;
+
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		j = (size_t)(rng >> 33) % (k + 1);
+		t = order[k];
+		order[k] = order[j];
+		order[j] = t;
+	}
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	for (size_t k = 0; k < npages; k++)
+		cr_assert_eq(check_page(p + order[k] * PS, order[k], PS, 1),
+			     SIZE_MAX, "page %zu read back wrong", order[k]);
+	free(order);
+	st = stats_of(rt);
+	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++)
+		timed += st.read_latency[b];
+	cr_assert_gt(st.faults[UPG_FAULT_MAJOR], npages / 2);
+	cr_assert_geq(timed, st.faults[UPG_FAULT_MAJOR] / 2,
+		      "%" PRIu64 " reads timed for %" PRIu64 " major faults",
+		      timed, st.faults[UPG_FAULT_MAJOR]);
+	cr_assert_leq(timed, st.pages_read + st.io_retries,
+		      "%" PRIu64 " reads timed, %" PRIu64 " pages read", timed,
+		      st.pages_read);
+	p50 = upg_stats_read_latency_quantile(&st, 0.5);
+	p99 = upg_stats_read_latency_quantile(&st, 0.99);
+	cr_assert(p50 > 0 && p50 <= p99, "p50 %" PRIu64 " p99 %" PRIu64, p50, p99);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(stats, budget_room)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
