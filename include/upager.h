@@ -220,8 +220,14 @@ enum upg_fault_kind {
 	UPG_FAULT_KINDS
 };
 
-/* Latency bucket i counts faults served in [2^i, 2^(i+1)) nanoseconds. */
-#define UPG_LATENCY_BUCKETS 40
+/*
+ * Latency histograms have four buckets per power of two of nanoseconds,
+ * so that a quantile read off one is within 25% of the truth.  Bucket
+ * i >= 8 counts [2^o + s * 2^(o-2), 2^o + (s+1) * 2^(o-2)) ns, where
+ * o = i / 4 and s = i % 4; bucket i < 4 counts [i, i+1) ns; 4-7 are unused.
+ */
+#define UPG_LATENCY_OCTAVES 40
+#define UPG_LATENCY_BUCKETS (4 * UPG_LATENCY_OCTAVES)
 
 struct upg_stats {
 	uint64_t page_size;

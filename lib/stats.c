@@ -12,13 +12,25 @@
 #include <inttypes.h>
 #include <string.h>
 
-/* Histogram bucket of the time since @t0: log2 of nanoseconds. */
+/* Histogram bucket of the time since @t0 (see UPG_LATENCY_BUCKETS). */
 static unsigned latency_bucket(uint64_t t0)
 {
 	uint64_t ns = upg_now_ns() - t0;
-	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;
+	unsigned o, b;
 
+	if (ns < 4)
+		return (unsigned)ns;
+	o = 63 - (unsigned)__builtin_clzll(ns);
+	b = 4 * o + (unsigned)((ns >> (o - 2)) & 3);
 	return b < UPG_LATENCY_BUCKETS ? b : UPG_LATENCY_BUCKETS - 1;
+}
+
+/* The upper edge of bucket @b, in nanoseconds. */
+static uint64_t bucket_end(unsigned b)
+{
+	if (b < 8)
+		return b + 1;
+	return (uint64_t)(4 + b % 4 + 1) << (b / 4 - 2);
 }
 
 void stats_fault(struct upg_runtime *rt, enum upg_fault_kind kind, uint64_t t0)
@@ -121,9 +133,9 @@ static uint64_t quantile(const uint64_t *hist, double q)
 	for (int b = 0; b < UPG_LATENCY_BUCKETS; b++) {
 		seen += hist[b];
 		if ((double)seen >= q * (double)total)
-			return 2ULL << b;
+			return bucket_end((unsigned)b);
 	}
-	return 2ULL << (UPG_LATENCY_BUCKETS - 1);
+	return bucket_end(UPG_LATENCY_BUCKETS - 1);
 }
 
 UPG_API uint64_t upg_stats_latency_quantile(const struct upg_stats *st,

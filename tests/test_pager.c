@@ -423,6 +423,46 @@ Test(stats, swap_reads_timed)
 	upg_runtime_destroy(rt);
 }
 
+/* The bucket of @ns by the layout upager.h documents. */
+static unsigned doc_bucket(uint64_t ns)
+{
+	unsigned o = 0;
+
+	if (ns < 4)
+		return (unsigned)ns;
+	while (ns >> (o + 1))
+		o++;
+	return 4 * o + (unsigned)((ns - (1ULL << o)) / (1ULL << (o - 2)));
+}
+
+/* Quantiles read off the histograms are upper bucket edges, within 25%. */
+Test(stats, latency_quantiles)
+{
+	static const uint64_t samples[] = { 3, 5, 1000, 100000, 131071, 1000000,
+					    4000000000ULL };
+	static struct upg_stats st; /* large: not on the stack */
+
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+		uint64_t ns = samples[i], got;
+
+		memset(&st, 0, sizeof(st));
+		st.latency[UPG_FAULT_MAJOR][doc_bucket(ns)] = 10;
+		st.read_latency[doc_bucket(ns)] = 10;
+		got = upg_stats_latency_quantile(&st, UPG_FAULT_MAJOR, 0.5);
+		cr_assert(got > ns && got <= ns + ns / 4 + 1,
+			  "%" PRIu64 " ns read back as %" PRIu64, ns, got);
+		cr_assert_eq(upg_stats_read_latency_quantile(&st, 0.99), got);
+	}
+	/* 90 fast, 10 slow: the median is fast, the 99th percentile slow */
+	memset(&st, 0, sizeof(st));
+	st.latency[UPG_FAULT_SOFT][doc_bucket(20000)] = 90;
+	st.latency[UPG_FAULT_SOFT][doc_bucket(700000)] = 10;
+	cr_assert_leq(upg_stats_latency_quantile(&st, UPG_FAULT_SOFT, 0.5), 25000);
+	cr_assert_geq(upg_stats_latency_quantile(&st, UPG_FAULT_SOFT, 0.99), 700000);
+	cr_assert_eq(upg_stats_latency_quantile(&st, UPG_FAULT_ZERO, 0.5), 0,
+		     "an empty histogram has no quantile");
+}
+
 Test(stats, budget_room)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
