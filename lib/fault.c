@@ -554,6 +554,7 @@ static void submit_run(struct upg_handler *h, const unsigned *run, unsigned n)
 {
 	struct upg_runtime *rt = h->rt;
 	struct iovec *iov = &h->iov_pool[h->iov_used];
+	uint64_t now;
 
 	if (n == 1 || h->iov_used + n > ARRAY_SIZE(h->iov_pool)) {
 		for (unsigned i = 0; i < n; i++)
@@ -561,10 +562,11 @@ static void submit_run(struct upg_handler *h, const unsigned *run, unsigned n)
 		return;
 	}
 	h->iov_used += n;
+	now = upg_now_ns();
 	for (unsigned i = 0; i < n; i++) {
 		iov[i] = (struct iovec){ buffer_addr(h, run[i]), rt->page_size };
 		h->reads[run[i]].run_next = i + 1 < n ? run[i + 1] : UINT32_MAX;
-		h->reads[run[i]].t_submit = upg_now_ns();
+		h->reads[run[i]].t_submit = now;
 	}
 	upg_ring_readv(&h->ring, rt->swapfile.fd, iov, n,
 		       (uint64_t)h->reads[run[0]].slot * rt->page_size,

@@ -374,7 +374,6 @@ Test(advise, populate_maps_without_faults)
 	upg_runtime_destroy(rt);
 }
 
-/* upg_budget_room(): the budget above the high watermark not in use. */
 /*
  * Pages read back in a scattered order (no stream to read ahead): each
  * major fault's swap read is timed, once, from submission to completion.
@@ -463,6 +462,7 @@ Test(stats, latency_quantiles)
 		     "an empty histogram has no quantile");
 }
 
+/* upg_budget_room(): the budget above the high watermark not in use. */
 Test(stats, budget_room)
 {
 	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
