@@ -289,6 +289,13 @@ struct upg_stats {
 	bool paged;
 	bool evict_move;             /* UFFDIO_MOVE in use */
 	bool has_poison;             /* UFFDIO_POISON available */
+	/*
+	 * The machine: how long an idle vCPU of this KVM guest polls before
+	 * it halts (cpuidle-haltpoll's guest_halt_poll_ns; Linux's default
+	 * 200000), -1 where there is no such driver.  At 0 a fault's wake-ups
+	 * across vCPUs each go through the host (README, *Guest idle polling*).
+	 */
+	int64_t guest_halt_poll_ns;
 };
 
 /* Take a snapshot of the statistics. */

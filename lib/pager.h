@@ -345,6 +345,13 @@ struct upg_runtime {
 	bool move_runs; /* ... several pages per move (pager page = system page) */
 	bool soft_move; /* soft faults move dirty pages back, not copy them:
 			   pager pages larger than a system page */
+	/*
+	 * How long an idle vCPU of this KVM guest polls before it halts
+	 * (cpuidle-haltpoll's guest_halt_poll_ns), read once at start; -1
+	 * where there is no such driver.  Reported, not acted on: at 0 every
+	 * wake-up of a fault across vCPUs goes through the host.
+	 */
+	int64_t guest_halt_poll_ns;
 
 	struct upg_uffd uffd;
 	/*

@@ -11,6 +11,7 @@
 #include "pager.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,28 @@ static int open_swap(struct upg_runtime *rt)
 			      (uint32_t)limit);
 }
 
+/*
+ * guest_halt_poll_ns of a KVM guest's cpuidle-haltpoll driver, or -1.  Read
+ * with plain syscalls: the shim may create the runtime before stdio is
+ * safe to use.
+ */
+static int64_t guest_halt_poll_ns(void)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = open("/sys/module/haltpoll/parameters/guest_halt_poll_ns",
+		      O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return buf[0] >= '0' && buf[0] <= '9' ? strtoll(buf, NULL, 10) : -1;
+}
+
 static int start_threads(struct upg_runtime *rt)
 {
 	int ret;
@@ -207,6 +230,7 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 		goto fail;
 
 	rt->paged = true;
+	rt->guest_halt_poll_ns = guest_halt_poll_ns();
 	ret = upg_uffd_open(&rt->uffd, UPG_UFFD_REGION_FEATURES, why, sizeof(why));
 	if (ret == 0)
 		ret = upg_uffd_open(&rt->staging_uffd, UPG_UFFD_STAGING_FEATURES,

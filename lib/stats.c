@@ -62,6 +62,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->page_size = rt->page_size;
 	st->paged = rt->paged;
+	st->guest_halt_poll_ns = rt->guest_halt_poll_ns;
 	if (!rt->paged)
 		return 0;
 	st->budget_pages = rt->base_frames;
@@ -225,4 +226,8 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		", I/O errors %" PRIu64 "\n",
 		st->discards, st->faults_waited, st->faults_duplicate,
 		st->swap_full, st->io_errors);
+	if (st->guest_halt_poll_ns == 0)
+		fprintf(out, "  machine: idle vCPUs halt without polling "
+			"(guest_halt_poll_ns 0), so a fault's wake-ups across "
+			"vCPUs go through the host: see README, Guest idle polling\n");
 }

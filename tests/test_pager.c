@@ -462,6 +462,41 @@ Test(stats, latency_quantiles)
 		     "an empty histogram has no quantile");
 }
 
+/*
+ * The machine's idle polling is read as the kernel reports it, and a guest
+ * whose idle vCPUs halt without polling is named in the printed statistics
+ * (and only such a guest).
+ */
+Test(stats, guest_halt_poll)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	static struct upg_stats st; /* large: not on the stack */
+	FILE *f = fopen("/sys/module/haltpoll/parameters/guest_halt_poll_ns", "r");
+	long long want = -1;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	if (f) {
+		cr_assert_eq(fscanf(f, "%lld", &want), 1);
+		fclose(f);
+	}
+	cr_assert_eq(upg_stats_get(rt, &st), 0);
+	cr_assert_eq(st.guest_halt_poll_ns, want);
+	upg_runtime_destroy(rt);
+
+	for (int64_t ns = -1; ns <= 200000; ns += ns < 1 ? 1 : 199999) {
+		st.guest_halt_poll_ns = ns;
+		out = open_memstream(&text, &len);
+		cr_assert_not_null(out);
+		upg_stats_print(&st, out);
+		fclose(out);
+		cr_assert_eq(strstr(text, "halt without polling") != NULL, ns == 0,
+			     "guest_halt_poll_ns %" PRId64 ": %s", ns, text);
+		free(text);
+	}
+}
+
 /* upg_budget_room(): the budget above the high watermark not in use. */
 Test(stats, budget_room)
 {
