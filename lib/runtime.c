@@ -203,6 +203,7 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	if (!rt)
 		return -ENOMEM;
 	rt->opts = *opts;
+	rt->guest_halt_poll_ns = guest_halt_poll_ns();
 	if (UPG_DEBUG) {
 		const char *e = getenv("UPAGER_DEBUG_READ_EIO");
 
@@ -230,7 +231,6 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 		goto fail;
 
 	rt->paged = true;
-	rt->guest_halt_poll_ns = guest_halt_poll_ns();
 	ret = upg_uffd_open(&rt->uffd, UPG_UFFD_REGION_FEATURES, why, sizeof(why));
 	if (ret == 0)
 		ret = upg_uffd_open(&rt->staging_uffd, UPG_UFFD_STAGING_FEATURES,

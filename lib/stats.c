@@ -62,7 +62,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->page_size = rt->page_size;
 	st->paged = rt->paged;
-	st->guest_halt_poll_ns = rt->guest_halt_poll_ns;
+	st->guest_halt_poll_ns = rt->guest_halt_poll_ns; /* paged or not */
 	if (!rt->paged)
 		return 0;
 	st->budget_pages = rt->base_frames;
