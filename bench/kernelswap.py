@@ -272,6 +272,22 @@ def halt_poll_config():
         driver, ns if ns is not None else "n/a")
 
 
+def halt_poll_add_argument(ap):
+    """The drivers' --guest-halt-poll option."""
+    ap.add_argument("--guest-halt-poll", type=int, default=None,
+                    metavar="NS",
+                    help="on a KVM guest, set guest_halt_poll_ns (how long "
+                         "an idle vCPU polls before it halts; Linux's "
+                         "default 200000) for this run, restored at the end")
+
+
+def halt_poll_check(ap, args):
+    """Refuse a bad --guest-halt-poll before anything is changed."""
+    if args.guest_halt_poll is not None and (args.guest_halt_poll < 0 or
+                                             os.geteuid() != 0):
+        ap.error("--guest-halt-poll takes nanoseconds (>= 0) and needs root")
+
+
 def halt_poll_set(ns, undo):
     """Set guest_halt_poll_ns to @ns for this run; restored by @undo."""
     old = read(HALT_POLL)
