@@ -51,8 +51,11 @@ enum upg_evict_mode {
 
 /* How the pager learns that a page with a valid swap copy was written. */
 enum upg_dirty_mode {
-	UPG_DIRTY_AUTO = 0, /* currently WP_FAULT (WP_ASYNC not yet used) */
+	UPG_DIRTY_AUTO = 0, /* currently HASH */
 	UPG_DIRTY_WP_FAULT, /* install clean pages write-protected; 1st write faults */
+	UPG_DIRTY_HASH,     /* install them writable; compare with a fingerprint
+			       of the swap copy at eviction (2^-64 chance per
+			       changed page of taking it for unchanged) */
 };
 
 /*
@@ -272,9 +275,10 @@ struct upg_stats {
 					first touch: no fault of their own */
 	uint64_t populated;          /* pages zero-filled by UPG_ADV_POPULATE: no fault */
 	uint64_t zero_drops;         /* evicted all-zero pages: EMPTY, never written */
-	uint64_t writable_installs;  /* clean pages mapped writable (and so dirty)
-					because they were written last time: no
-					write-protect fault to take */
+	uint64_t writable_installs;  /* UPAGER_DIRTY=wp-fault: clean pages mapped
+					writable (and so dirty) because they
+					were written last time: no write-protect
+					fault to take */
 	uint64_t deactivation_flushes; /* unmapping calls (each one TLB flush)
 					  that made the deactivations: runs of
 					  pages move out together */
@@ -296,6 +300,15 @@ struct upg_stats {
 	 * across vCPUs each go through the host (README, *Guest idle polling*).
 	 */
 	int64_t guest_halt_poll_ns;
+	/*
+	 * Dirty tracking by contents (UPAGER_DIRTY=hash): clean pages are
+	 * mapped writable, and when one leaves RAM it is compared with a
+	 * fingerprint of its swap copy.  Of those evictions, how many found
+	 * the page as it came in (dropped, no write) or changed (written).
+	 */
+	bool dirty_by_contents;
+	uint64_t sum_unchanged;
+	uint64_t sum_changed;
 };
 
 /* Take a snapshot of the statistics. */

@@ -109,11 +109,14 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 		size_t done = 0; /* a retry goes on where the kernel stopped */
 
 		ret = UFFD_RETRY(upg_uffd_fill(&rt->uffd, UPG_FILL_COPY, pa, buf,
-					       rt->page_size, rt->uffd.has_wp,
+					       rt->page_size,
+					       rt->uffd.has_wp && !rt->dirty_by_sum,
 					       &done));
 		if (ret == -EEXIST)
 			ret = 0;
 		pte->flags &= PTE_PINNED;
+		if (rt->dirty_by_sum)
+			pagesum_note(rt, f, buf);
 		page_activate(rt, pte);
 		STAT_INC(rt, pages_read);
 	}

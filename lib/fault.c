@@ -56,6 +56,7 @@ static bool is_write(uint64_t flags)
 static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
 {
 	pte->flags |= PTE_DIRTY;
+	rt->frames[pte->frame].summed = 0;
 	if (!(pte->flags & PTE_IO) && pte->slot != UPG_NO_SLOT) {
 		swap_free(rt, pte->slot);
 		pte->slot = UPG_NO_SLOT;
@@ -415,7 +416,8 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	uintptr_t s = (uintptr_t)frame_staging(rt, f);
 	bool write = is_write(flags);
 	bool clean = !(pte->flags & PTE_DIRTY) && !write;
-	bool predicted = clean && predict_write(rt, pte);
+	bool by_sum = !(pte->flags & PTE_DIRTY) && rt->dirty_by_sum;
+	bool predicted = clean && !by_sum && predict_write(rt, pte);
 	/* unmapped by reclaim and touched again -- not a read-ahead's first use */
 	bool refault = !(pte->flags & PTE_PREFETCHED);
 	size_t done = 0;
@@ -424,6 +426,18 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	if (predicted) {
 		clean = false;
 		write = true;
+	}
+	if (by_sum) {
+		/*
+		 * Mapped writable, read or written, and compared with its slot
+		 * when it leaves (pagesum.c).  The staged copy is the slot's
+		 * contents -- or, while it is written back, those of the slot
+		 * it is going to -- and is summed before a move empties it.
+		 */
+		if (!rt->frames[f].summed)
+			pagesum_note(rt, f, (void *)s);
+		clean = false;
+		write = false;
 	}
 
 	/*
@@ -996,6 +1010,8 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			pte->flags &= PTE_PINNED;
 		} else {
 			rt->frames[f].staged = SLOT_DATA;
+			if (rt->dirty_by_sum)
+				pagesum_note(rt, f, buffer_addr(h, b));
 			STAGING_TRACE(f, STAGE_PARKED, pa);
 			pte->flags &= PTE_PINNED | PTE_PREFETCHED;
 			pte_set_state(rt, pte, PS_INACTIVE);
@@ -1003,10 +1019,12 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		}
 		STAT_INC(rt, pages_read);
 	} else {
-		bool predicted = !rd->write_fault && rt->uffd.has_wp &&
-				 predict_write(rt, pte);
-		bool write = rd->write_fault || predicted;
-		bool wp = !write && rt->uffd.has_wp;
+		/* by contents: writable, read or written (pagesum.c) */
+		bool by_sum = rt->dirty_by_sum;
+		bool predicted = !by_sum && !rd->write_fault &&
+				 rt->uffd.has_wp && predict_write(rt, pte);
+		bool write = !by_sum && (rd->write_fault || predicted);
+		bool wp = !write && !by_sum && rt->uffd.has_wp;
 		size_t done = 0;
 
 		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
@@ -1049,6 +1067,9 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		STAT_INC(rt, pages_read);
 		if (!rd->prefetch)
 			stats_fault(rt, UPG_FAULT_MAJOR, rd->t0);
+		/* after the mapping, which woke the faulting thread */
+		if (by_sum)
+			pagesum_note(rt, pte->frame, buffer_addr(h, b));
 	}
 	pte_unlock(pte);
 	atomic_fetch_sub(&r->inflight, 1);

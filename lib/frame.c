@@ -117,6 +117,7 @@ int frames_init(struct upg_runtime *rt)
 
 void frames_destroy(struct upg_runtime *rt)
 {
+	pagesum_destroy(rt);
 	staging_destroy(rt);
 	upg_os_free(rt->frames, rt->frames_bytes);
 	rt->frames = NULL;
@@ -181,6 +182,7 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	fr->page_hi = (uint32_t)((uint64_t)page >> 32);
 	fr->list = FL_ISOLATED;
 	fr->referenced = 0;
+	fr->summed = 0;
 	fr->prev = fr->next = UPG_NO_FRAME;
 	used = ++rt->used_frames;
 	upg_assert(rt->free.count + rt->used_frames == rt->next_unused);

@@ -56,7 +56,7 @@ struct opt_desc {
 
 /* Enum names, index = enum value; the first is the default. */
 static const char *const evict_names[] = { "auto", "move", "copy", NULL };
-static const char *const dirty_names[] = { "auto", "wp-fault", NULL };
+static const char *const dirty_names[] = { "auto", "wp-fault", "hash", NULL };
 
 /* Enum fields are accessed as unsigned: this is what makes that legal. */
 _Static_assert(sizeof(enum upg_evict_mode) == sizeof(unsigned),
@@ -97,7 +97,7 @@ static const struct opt_desc opt_table[] = {
 	  "auto", "how pages leave a region: auto, move (6.8+), copy" },
 	{ "dirty", "UPAGER_DIRTY", OPT_ENUM, OPT_FIELD(dirty),
 	  0, 0, false, dirty_names,
-	  "auto", "how writes to clean pages are noticed: auto, wp-fault" },
+	  "auto", "how writes to clean pages are noticed: auto (hash), hash, wp-fault" },
 	{ "verbose", "UPAGER_VERBOSE", OPT_UINT, OPT_FIELD(verbose),
 	  0, 2, false, NULL,
 	  "1", "0 quiet, 1 warnings and summary, 2 debug" },

@@ -165,7 +165,19 @@ struct upg_frame {
 	uint8_t referenced;  /* faulted back from the inactive list since it
 				last passed the head of the active list;
 				guarded by lru_lock */
-	uint8_t pad;
+	/*
+	 * rt->sums[frame] is the fingerprint of the page's swap slot
+	 * (pagesum.c): set only while the page is clean (not PTE_DIRTY)
+	 * and its slot valid, or its staged copy is being written to a new
+	 * one; cleared by whatever makes the page dirty.  Guarded by the
+	 * page lock, like the frame.
+	 */
+	uint8_t summed;
+};
+
+/* A page's fingerprint (pagesum.c): equal for equal contents. */
+struct upg_pagesum {
+	uint64_t h[2];
 };
 
 struct upg_list {
@@ -321,6 +333,9 @@ struct upg_counters {
 	atomic_uint_least64_t populated;
 	atomic_uint_least64_t staging_zaps, staging_zap_batches;
 	atomic_uint_least64_t writable_installs;
+	/* evictions of clean pages mapped writable: found as they came in
+	   (no write), or changed after all */
+	atomic_uint_least64_t sum_unchanged, sum_changed;
 	atomic_uint_least64_t latency[UPG_FAULT_KINDS][UPG_LATENCY_BUCKETS];
 	atomic_uint_least64_t read_latency[UPG_LATENCY_BUCKETS];
 };
@@ -345,6 +360,17 @@ struct upg_runtime {
 	bool move_runs; /* ... several pages per move (pager page = system page) */
 	bool soft_move; /* soft faults move dirty pages back, not copy them:
 			   pager pages larger than a system page */
+	/*
+	 * Dirty tracking by contents (UPAGER_DIRTY=hash, pagesum.c): clean
+	 * pages are mapped writable, never write-protected, and compared
+	 * with the fingerprint of their slot when they leave.  Otherwise
+	 * write-protect faults and write prediction (fault.c).
+	 */
+	bool dirty_by_sum;
+	uint32_t *sum_key;     /* random, page_size + 16 bytes */
+	size_t sum_key_bytes;
+	struct upg_pagesum *sums; /* per frame, see upg_frame.summed */
+	size_t sums_bytes;
 	/*
 	 * How long an idle vCPU of this KVM guest polls before it halts
 	 * (cpuidle-haltpoll's guest_halt_poll_ns), read once at start; -1
@@ -561,6 +587,17 @@ void predict_graded_wrong(struct upg_runtime *rt);
 /* frame.c */
 int frames_init(struct upg_runtime *rt);
 void frames_destroy(struct upg_runtime *rt);
+
+/* Dirty tracking by contents (pagesum.c) */
+int pagesum_init(struct upg_runtime *rt);
+void pagesum_destroy(struct upg_runtime *rt);
+void pagesum_compute(const struct upg_runtime *rt, const void *data,
+		     struct upg_pagesum *out);
+/* Fingerprint @data, the contents of frame @f's page's slot. */
+void pagesum_note(struct upg_runtime *rt, uint32_t f, const void *data);
+/* Is @data, frame @f's page now, what its slot holds?  Only if summed. */
+bool pagesum_unchanged(const struct upg_runtime *rt, uint32_t f,
+		       const void *data);
 /* Take a free frame for (@r, @page), isolated; UPG_NO_FRAME if none. */
 uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page);
 /* Return a frame; its staging slot, if it holds data, becomes stale. */

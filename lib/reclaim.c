@@ -434,6 +434,7 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 		} else if (!ok) {
 			/* never drop a page: keep it in RAM, dirty */
 			swap_free(rt, slot);
+			rt->frames[w->frame].summed = 0;
 			if (pte->state == PS_WRITEBACK) {
 				pte_set_state(rt, pte, PS_INACTIVE);
 				frame_move(rt, w->frame, FL_INACTIVE);
@@ -493,6 +494,18 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			break;
 		if (!pte)
 			continue;
+		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT &&
+		    rt->frames[f].summed) {
+			/* mapped writable: did the program write it? */
+			if (pagesum_unchanged(rt, f, frame_staging(rt, f))) {
+				STAT_INC(rt, sum_unchanged);
+			} else {
+				STAT_INC(rt, sum_changed);
+				swap_free(rt, pte->slot);
+				pte->slot = UPG_NO_SLOT;
+				pte->flags |= PTE_DIRTY;
+			}
+		}
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
 			/* clean: swap already has it */
 			if (pte->flags & PTE_PROBE)
@@ -521,6 +534,8 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 		pte->flags |= PTE_IO;
 		pte->flags &= (uint8_t)~PTE_DIRTY;
 		pte->slot = UPG_NO_SLOT;
+		/* for its new slot: summed again if it is faulted back clean */
+		rt->frames[f].summed = 0;
 		atomic_fetch_add(&r->inflight, 1);
 		pte_unlock(pte);
 		dirty[ndirty++] = (struct wb_page){ r, page, f };
@@ -541,6 +556,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 				pte_lock(pte);
 				pte->flags &= (uint8_t)~PTE_IO;
 				pte->flags |= PTE_DIRTY;
+				rt->frames[dirty[i + k].frame].summed = 0;
 				if (pte->flags & PTE_DISCARD) {
 					page_drop(rt, pte);
 				} else {

@@ -269,6 +269,18 @@ UPG_API int upg_runtime_create(const struct upg_options *opts,
 	ret = frames_init(rt);
 	if (ret)
 		goto fail;
+	rt->dirty_by_sum = opts->dirty != UPG_DIRTY_WP_FAULT;
+	if (rt->dirty_by_sum) {
+		ret = pagesum_init(rt);
+		if (ret && opts->dirty == UPG_DIRTY_HASH)
+			goto fail;
+		if (ret) {
+			upg_log("no random key for dirty tracking by contents "
+				"(%s): using write-protect faults",
+				upg_strerror(-ret));
+			rt->dirty_by_sum = false;
+		}
+	}
 	ret = upg_uffd_register(&rt->staging_uffd, (uintptr_t)rt->staging,
 				rt->staging_bytes, rt->staging_uffd.has_wp);
 	if (ret)

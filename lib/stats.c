@@ -69,6 +69,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->charged_bytes = (uint64_t)__atomic_load_n(&rt->charged_bytes,
 						      __ATOMIC_RELAXED);
 	st->evict_move = rt->use_move;
+	st->dirty_by_contents = rt->dirty_by_sum;
 	st->has_poison = rt->uffd.has_poison;
 
 	for (int k = 0; k < UPG_FAULT_KINDS; k++) {
@@ -104,6 +105,8 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->zero_mapped_around = LOAD(rt->c.zero_mapped_around);
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
+	st->sum_unchanged = LOAD(rt->c.sum_unchanged);
+	st->sum_changed = LOAD(rt->c.sum_changed);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
@@ -218,9 +221,16 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		" zero pages dropped unwritten\n",
 		st->zero_filled_ahead, st->zero_mapped_around, st->populated,
 		st->zero_drops);
-	fprintf(out, "  dirty tracking: %" PRIu64 " write-protect faults, %" PRIu64
-		" pages mapped writable ahead of a predicted write\n",
-		st->faults[UPG_FAULT_WP], st->writable_installs);
+	if (st->dirty_by_contents)
+		fprintf(out, "  dirty tracking by contents: of the clean pages "
+			"that left, %" PRIu64 " were as they came in (no write), "
+			"%" PRIu64 " had changed\n",
+			st->sum_unchanged, st->sum_changed);
+	else
+		fprintf(out, "  dirty tracking: %" PRIu64 " write-protect faults, %"
+			PRIu64 " pages mapped writable ahead of a predicted "
+			"write\n", st->faults[UPG_FAULT_WP],
+			st->writable_installs);
 	fprintf(out, "  discarded %" PRIu64 ", waited for reclaim %" PRIu64
 		", duplicate faults %" PRIu64 ", swap full %" PRIu64
 		", I/O errors %" PRIu64 "\n",

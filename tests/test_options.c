@@ -348,7 +348,7 @@ Test(options, from_env_reads_every_variable)
 	setenv("UPAGER_HIGH_WATERMARK", "9", 1);
 	setenv("UPAGER_SPIN_US", "1000", 1);
 	setenv("UPAGER_EVICT", "move", 1);
-	setenv("UPAGER_DIRTY", "wp-fault", 1);
+	setenv("UPAGER_DIRTY", "hash", 1);
 	setenv("UPAGER_VERBOSE", "1", 1);
 	cr_assert_eq(upg_options_from_env(&o, err, sizeof(err)), 0, "%s", err);
 	cr_expect_eq(o.budget, 2UL << 30);
@@ -361,7 +361,7 @@ Test(options, from_env_reads_every_variable)
 	cr_expect_eq(o.high_watermark, 9);
 	cr_expect_eq(o.spin_us, 1000);
 	cr_expect_eq(o.evict, UPG_EVICT_MOVE);
-	cr_expect_eq(o.dirty, UPG_DIRTY_WP_FAULT);
+	cr_expect_eq(o.dirty, UPG_DIRTY_HASH);
 	cr_expect_eq(o.verbose, 1);
 }
 
@@ -496,8 +496,8 @@ Test(options, validate_other_fields)
 	expect_invalid(&o, "UPAGER_EVICT", "7");
 
 	upg_options_init(&o);
-	o.dirty = (enum upg_dirty_mode)2;
-	expect_invalid(&o, "UPAGER_DIRTY", "2");
+	o.dirty = (enum upg_dirty_mode)3;
+	expect_invalid(&o, "UPAGER_DIRTY", "3");
 
 	upg_options_init(&o);
 	o.verbose = 3;

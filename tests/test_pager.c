@@ -205,10 +205,12 @@ Test(fault, soft_move) { soft_faults(UPG_EVICT_MOVE); }
 Test(fault, soft_copy) { soft_faults(UPG_EVICT_COPY); }
 
 /* A page read from swap and then written must be written out again. */
-static void rewrite_after_swapin(enum upg_evict_mode mode)
+static void rewrite_after_swapin(enum upg_evict_mode mode,
+				 enum upg_dirty_mode dirty)
 {
-	struct upg_runtime *rt = test_runtime(4 * MiB, mode);
+	struct upg_runtime *rt = test_runtime_dirty(4 * MiB, mode, dirty);
 	size_t npages = 4 * 4 * MiB / PS;
+	struct upg_stats st;
 	uint8_t *p;
 
 	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
@@ -227,15 +229,113 @@ static void rewrite_after_swapin(enum upg_evict_mode mode)
 		p[i * PS + 200] = pattern(i, 200, 1);
 	}
 	check_all(p, npages, 1);
-	cr_assert_gt(stats_of(rt).faults[UPG_FAULT_WP] + stats_of(rt).faults[UPG_FAULT_MAJOR], 0);
+	st = stats_of(rt);
+	if (dirty == UPG_DIRTY_WP_FAULT)
+		cr_assert_gt(st.faults[UPG_FAULT_WP], 0);
+	else
+		cr_assert_gt(st.sum_changed, 0, "no change was seen");
 	upg_region_release(rt, p);
 	upg_runtime_destroy(rt);
 }
 
-Test(dirty, rewrite_move) { rewrite_after_swapin(UPG_EVICT_MOVE); }
-Test(dirty, rewrite_copy) { rewrite_after_swapin(UPG_EVICT_COPY); }
+Test(dirty, rewrite_move) { rewrite_after_swapin(UPG_EVICT_MOVE, UPG_DIRTY_WP_FAULT); }
+Test(dirty, rewrite_copy) { rewrite_after_swapin(UPG_EVICT_COPY, UPG_DIRTY_WP_FAULT); }
+Test(dirty, rewrite_move_hash) { rewrite_after_swapin(UPG_EVICT_MOVE, UPG_DIRTY_HASH); }
+Test(dirty, rewrite_copy_hash) { rewrite_after_swapin(UPG_EVICT_COPY, UPG_DIRTY_HASH); }
 
 /*
+ * By contents, a page that was written with what it already held is still
+ * clean: flipping a byte and flipping it back writes nothing to swap,
+ * where write-protect faults (which see the write, not the result) send
+ * every page out again.  Either way every byte comes back.
+ */
+static void rewrite_same(enum upg_dirty_mode dirty)
+{
+	struct upg_runtime *rt = test_runtime_dirty(4 * MiB, UPG_EVICT_AUTO, dirty);
+	size_t npages = 4 * 4 * MiB / PS;
+	struct upg_stats a, b;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	check_all(p, npages, 1); /* every page resident now is clean */
+	a = stats_of(rt);
+	for (size_t i = 0; i < npages; i++) {
+		p[i * PS + 300] ^= 0x5a;
+		p[i * PS + 300] ^= 0x5a;
+	}
+	check_all(p, npages, 1);
+	b = stats_of(rt);
+	if (dirty == UPG_DIRTY_HASH) {
+		cr_assert_eq(b.pages_written, a.pages_written,
+			     "%" PRIu64 " unchanged pages were written",
+			     b.pages_written - a.pages_written);
+		cr_assert_geq(b.sum_unchanged - a.sum_unchanged, npages / 2);
+		cr_assert_eq(b.faults[UPG_FAULT_WP], a.faults[UPG_FAULT_WP]);
+	} else {
+		cr_assert_geq(b.pages_written - a.pages_written, npages / 2);
+	}
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
+Test(dirty, rewrite_same_hash) { rewrite_same(UPG_DIRTY_HASH); }
+Test(dirty, rewrite_same_wp_fault) { rewrite_same(UPG_DIRTY_WP_FAULT); }
+
+/*
+ * Changes of every shape reach swap: a page mapped writable and changed in
+ * two words whose changes would cancel out in a weak hash (the top bit of
+ * two words 32 bytes apart, two words swapped, one word up and another
+ * down by one) must be written, and read back as written.
+ */
+Test(dirty, hash_sees_every_change)
+{
+	struct upg_runtime *rt = test_runtime_dirty(4 * MiB, UPG_EVICT_AUTO,
+						    UPG_DIRTY_HASH);
+	size_t npages = 4 * 4 * MiB / PS, words = PS / 8;
+	uint64_t *p, *shadow = malloc(npages * PS);
+	struct upg_stats a, b;
+
+	cr_assert_not_null(shadow);
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	for (size_t i = 0; i < npages * words; i++)
+		p[i] = shadow[i] = i * 0x9E3779B97F4A7C15ULL;
+	for (size_t i = 0; i < npages * words; i++)
+		cr_assert_eq(p[i], shadow[i]);
+	a = stats_of(rt);
+	for (size_t pg = 0; pg < npages; pg++) {
+		size_t w = pg * words + (pg * 7) % (words - 4);
+		uint64_t t;
+
+		switch (pg % 3) {
+		case 0:
+			p[w] ^= 1ULL << 63;
+			p[w + 4] ^= 1ULL << 63;
+			break;
+		case 1:
+			t = p[w];
+			p[w] = p[w + 1];
+			p[w + 1] = t;
+			break;
+		default:
+			p[w] += 1;
+			p[w + 2] -= 1;
+			break;
+		}
+		memcpy(shadow + w, p + w, 5 * 8);
+	}
+	for (size_t i = 0; i < npages * words; i++)
+		cr_assert_eq(p[i], shadow[i], "word %zu of page %zu lost a write",
+			     i % words, i / words);
+	b = stats_of(rt);
+	cr_assert_gt(b.sum_changed - a.sum_changed, npages / 2);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+	free(shadow);
+}
+
+/*
+ * Write-protect faults (UPAGER_DIRTY=wp-fault), with write prediction.
  * Pages read and then written on every pass: once their history shows it,
  * they come back writable (no write-protect fault), and the writes made
  * through such a mapping still reach swap.  A final read-only pass must
@@ -243,7 +343,8 @@ Test(dirty, rewrite_copy) { rewrite_after_swapin(UPG_EVICT_COPY); }
  */
 static void predicted_writes(enum upg_evict_mode mode)
 {
-	struct upg_runtime *rt = test_runtime(2 * MiB, mode);
+	struct upg_runtime *rt = test_runtime_dirty(2 * MiB, mode,
+						    UPG_DIRTY_WP_FAULT);
 	size_t npages = 4 * 2 * MiB / PS;
 	struct upg_stats st;
 	uint8_t *p;

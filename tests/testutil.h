@@ -55,6 +55,24 @@ static inline struct upg_runtime *test_runtime(size_t budget,
 	return test_runtime_opts(&o);
 }
 
+static inline struct upg_runtime *test_runtime_dirty(size_t budget,
+						     enum upg_evict_mode evict,
+						     enum upg_dirty_mode dirty)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct upg_stats st;
+
+	upg_options_init(&o);
+	o.budget = budget;
+	o.evict = evict;
+	o.dirty = dirty;
+	rt = test_runtime_opts(&o);
+	upg_stats_get(rt, &st);
+	cr_assert_eq(st.dirty_by_contents, dirty != UPG_DIRTY_WP_FAULT);
+	return rt;
+}
+
 /*
  * Byte @i of page @page in generation @gen: differs by page, offset, gen.
  * Every input reaches the byte returned (a multiply and the high half
