@@ -494,6 +494,9 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 			break;
 		if (!pte)
 			continue;
+		/* by contents, every clean page was summed as it came in */
+		upg_assert(!rt->dirty_by_sum || (pte->flags & PTE_DIRTY) ||
+			   pte->slot == UPG_NO_SLOT || rt->frames[f].summed);
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT &&
 		    rt->frames[f].summed) {
 			/* mapped writable: did the program write it? */
