@@ -309,6 +309,12 @@ struct upg_stats {
 	bool dirty_by_contents;
 	uint64_t sum_unchanged;
 	uint64_t sum_changed;
+	/*
+	 * Major faults of pages evicted at most half a budget of evictions
+	 * earlier: in the working set after all, so kept two more turns of
+	 * the active list than a page read back late.
+	 */
+	uint64_t refaults_kept;
 };
 
 /* Take a snapshot of the statistics. */

@@ -1063,7 +1063,10 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 			note_write(rt, pte);
 		if (write)
 			mark_dirty(rt, pte);
-		page_activate(rt, pte);
+		if (rd->prefetch)
+			page_activate(rt, pte);
+		else
+			page_refaulted(rt, pte);
 		STAT_INC(rt, pages_read);
 		if (!rd->prefetch)
 			stats_fault(rt, UPG_FAULT_MAJOR, rd->t0);

@@ -75,7 +75,11 @@ struct upg_pte {
 	uint32_t slot;
 	/* frame: valid iff the state is ACTIVE, INACTIVE, WRITEBACK or READING */
 	uint32_t frame;
-	uint32_t pad2;
+	/*
+	 * evicted_at: rt->eviction_clock when the page last left RAM; read
+	 * by the major fault that brings it back (page_refaulted()).
+	 */
+	uint32_t evicted_at;
 };
 
 static inline bool pte_trylock(struct upg_pte *p)
@@ -162,9 +166,12 @@ struct upg_frame {
 	uint8_t staged;      /* enum upg_slot_state of the staging slot: to
 				and from STALE under zap_lock; filled and
 				emptied by the frame's owner */
-	uint8_t referenced;  /* faulted back from the inactive list since it
-				last passed the head of the active list;
-				guarded by lru_lock */
+	uint8_t passes;      /* times it is still to be passed over at the
+				head of the active list (rotated, not
+				deactivated): 1 after a soft fault
+				(page_reactivate), REFAULT_PASSES after a
+				quick refault (page_refaulted); guarded by
+				lru_lock */
 	/*
 	 * rt->sums[frame] is the fingerprint of the page's swap slot
 	 * (pagesum.c): set only while the page is clean (not PTE_DIRTY)
@@ -324,6 +331,7 @@ struct upg_counters {
 	atomic_uint_least64_t pages_written, pages_read;
 	atomic_uint_least64_t write_requests, read_requests;
 	atomic_uint_least64_t clean_drops, discards, swap_full;
+	atomic_uint_least64_t refaults_kept;
 	atomic_uint_least64_t io_errors, io_retries, poisoned;
 	atomic_uint_least64_t events_fork, events_remap, events_remove,
 		events_unmap;
@@ -463,6 +471,8 @@ struct upg_runtime {
 	 * base_frames / 2).  Written under lru_lock, read without it.
 	 */
 	uint32_t budget_frames;
+	uint32_t eviction_clock; /* pages evicted so far, mod 2^32: the time
+				    of page_refaulted()'s distances */
 	uint32_t base_frames;   /* the budget as configured */
 	int64_t charged_bytes;  /* written under lru_lock */
 	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
@@ -646,6 +656,10 @@ void staging_trace(uint32_t f, enum staging_op op, uint64_t arg);
 void page_activate(struct upg_runtime *rt, struct upg_pte *pte);
 /* ... after a soft fault: the page proved it is in use (second chance). */
 void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte);
+/* Page @pte (locked) has just left RAM: stamp it with the eviction clock. */
+void page_evicted(struct upg_runtime *rt, struct upg_pte *pte);
+/* ... it is back from swap by a fault: ACTIVE, longer if it came back soon. */
+void page_refaulted(struct upg_runtime *rt, struct upg_pte *pte);
 /* Page @pte (locked, holding a frame) has no data left -- discarded, or
  * found all zero: its slot and frame are freed and it is EMPTY. */
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte);

@@ -202,18 +202,20 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
  * Take the oldest frame of @which (rotating it to the tail, so that a page
  * that cannot be taken now does not block the scan) and lock its page if
  * it is in @state and none of @busy flags is set.  Returns false when the
- * list is empty; *@ptep is NULL when this frame had to be passed over.
+ * list is empty; *@ptep is NULL when this frame had to be passed over --
+ * and *@rotated is set when that was an active page's owed turn.
  */
 static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 		      uint8_t state, uint8_t busy, uint32_t *fp,
 		      struct upg_pte **ptep, struct upg_region **rp,
-		      size_t *pagep)
+		      size_t *pagep, bool *rotated)
 {
 	struct upg_list *l = which == FL_ACTIVE ? &rt->active : &rt->inactive;
 	struct upg_pte *pte;
 	uint32_t f;
 
 	*ptep = NULL;
+	*rotated = false;
 	pthread_mutex_lock(&rt->lru_lock);
 	f = l->head;
 	if (f == UPG_NO_FRAME) {
@@ -221,9 +223,10 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 		return false;
 	}
 	frame_move_locked(rt, f, which);
-	if (which == FL_ACTIVE && rt->frames[f].referenced) {
-		/* its second chance (page_reactivate()): one more pass */
-		rt->frames[f].referenced = 0;
+	if (which == FL_ACTIVE && rt->frames[f].passes) {
+		/* page_reactivate(), page_refaulted(): one more turn */
+		rt->frames[f].passes--;
+		*rotated = true;
 		pthread_mutex_unlock(&rt->lru_lock);
 		return true;
 	}
@@ -311,7 +314,7 @@ static unsigned gather_run(struct upg_runtime *rt, struct upg_region *r,
 		bool next;
 
 		pthread_mutex_lock(&rt->lru_lock);
-		next = rt->active.head == f + k && !g->referenced &&
+		next = rt->active.head == f + k && !g->passes &&
 		       g->list == FL_ACTIVE && g->region_id == r->id &&
 		       frame_page(g) == page + k;
 		pthread_mutex_unlock(&rt->lru_lock);
@@ -375,7 +378,7 @@ static unsigned deactivate_run(struct upg_runtime *rt, struct upg_region *r,
 static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 {
 	struct upg_pte *ptes[RUN_MAX];
-	unsigned done = 0, scanned = 0, k;
+	unsigned done = 0, scanned = 0, rotations = 0, max_rotations, k;
 
 	/*
 	 * Each deactivation needs an empty slot: zap the stale ones queued
@@ -383,17 +386,28 @@ static unsigned deactivate_some(struct upg_runtime *rt, unsigned n)
 	 */
 	if (__atomic_load_n(&rt->nzap, __ATOMIC_RELAXED) >= rt->zap_cap / 2)
 		staging_flush(rt);
+	pthread_mutex_lock(&rt->lru_lock);
+	max_rotations = rt->active.count;
+	pthread_mutex_unlock(&rt->lru_lock);
 	while (done < n && scanned < 2 * n) {
 		struct upg_region *r;
 		struct upg_pte *pte;
 		size_t page;
 		uint32_t f;
+		bool rotated;
 
-		scanned++;
 		yield_to_writer(rt);
 		if (!scan_head(rt, FL_ACTIVE, PS_ACTIVE,
-			       PTE_PINNED | PTE_IO | PTE_ZAPPING, &f, &pte, &r, &page))
+			       PTE_PINNED | PTE_IO | PTE_ZAPPING, &f, &pte, &r,
+			       &page, &rotated))
 			break;
+		/*
+		 * A rotation (a page's extra pass) is cheap and no failure to
+		 * take a page: it is not counted, up to one whole list's worth.
+		 */
+		if (rotated && rotations++ < max_rotations)
+			continue;
+		scanned++;
 		if (!pte)
 			continue;
 		frame_move(rt, f, FL_ISOLATED);
@@ -444,6 +458,7 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 			pte->flags |= PTE_DIRTY;
 		} else if (pte->state == PS_WRITEBACK) {
 			pte_set_state(rt, pte, PS_SWAPPED);
+			page_evicted(rt, pte);
 			pte->slot = slot;
 			pte->flags &= PTE_PINNED;
 			frame_free(rt, w->frame);
@@ -479,6 +494,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 	struct wb_page dirty[BATCH];
 	struct wb_run runs[BATCH];
 	unsigned ndirty = 0, nruns = 0, freed = 0, scanned = 0, inflight = 0;
+	bool rotated;
 
 	if (n > BATCH)
 		n = BATCH;
@@ -490,7 +506,8 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 
 		scanned++;
 		if (!scan_head(rt, FL_INACTIVE, PS_INACTIVE,
-			       PTE_ZAPPING | PTE_PINNED, &f, &pte, &r, &page))
+			       PTE_ZAPPING | PTE_PINNED, &f, &pte, &r, &page,
+			       &rotated))
 			break;
 		if (!pte)
 			continue;
@@ -515,6 +532,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 				predict_graded_wrong(rt);
 			frame_free(rt, f);
 			pte_set_state(rt, pte, PS_SWAPPED);
+			page_evicted(rt, pte);
 			pte->flags &= PTE_PINNED;
 			STAT_INC(rt, clean_drops);
 			freed++;

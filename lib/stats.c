@@ -106,6 +106,7 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
 	st->sum_unchanged = LOAD(rt->c.sum_unchanged);
+	st->refaults_kept = LOAD(rt->c.refaults_kept);
 	st->sum_changed = LOAD(rt->c.sum_changed);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
@@ -210,6 +211,10 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		PRIu64 " deactivations (%" PRIu64 " TLB flushes)\n",
 		st->pages_written, a, st->write_requests, st->pages_read, b,
 		st->clean_drops, st->deactivations, st->deactivation_flushes);
+	fprintf(out, "  replacement: %" PRIu64 " pages faulted back from the "
+		"inactive list, %" PRIu64 " back from swap soon after they "
+		"left (kept longer)\n", st->faults[UPG_FAULT_SOFT],
+		st->refaults_kept);
 	fprintf(out, "  swap reads of major faults, submitted to completed: p50 "
 		"%.1fus, p99 %.1fus\n",
 		upg_stats_read_latency_quantile(st, 0.5) / 1000.0,

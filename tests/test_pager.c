@@ -372,6 +372,46 @@ static void predicted_writes(enum upg_evict_mode mode)
 Test(dirty, predicted_writes_move) { predicted_writes(UPG_EVICT_MOVE); }
 Test(dirty, predicted_writes_copy) { predicted_writes(UPG_EVICT_COPY); }
 
+/*
+ * Refault distance (frame.c, page_refaulted): a page back from swap soon
+ * after it left -- within half a budget of evictions -- is kept longer;
+ * one that comes back only after the whole area was cycled through, a
+ * budget of evictions later, is not.
+ */
+Test(policy, quick_refaults_are_kept)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t npages = 2 * 4 * MiB / PS;
+	struct upg_stats a, b;
+	uint64_t x = 1;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	write_all(p, npages, 1);
+	check_all(p, npages, 1);
+	a = stats_of(rt);
+	cr_assert_eq(a.refaults_kept, 0,
+		     "%" PRIu64 " pages of a cyclic scan counted as quick refaults",
+		     a.refaults_kept);
+	for (size_t k = 0; k < 4 * npages; k++) {
+		size_t i, off = k % PS;
+
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		i = (size_t)(x >> 33) % npages;
+		cr_assert_eq(p[i * PS + off], pattern(i, off, 1),
+			     "page %zu byte %zu", i, off);
+	}
+	b = stats_of(rt);
+	cr_assert_gt(b.refaults_kept, 0, "no quick refault among %" PRIu64
+		     " major faults", b.faults[UPG_FAULT_MAJOR] -
+		     a.faults[UPG_FAULT_MAJOR]);
+	cr_assert_lt(b.refaults_kept, b.faults[UPG_FAULT_MAJOR] -
+		     a.faults[UPG_FAULT_MAJOR]);
+	check_all(p, npages, 1);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, cold_then_willneed)
 {
 	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
