@@ -106,8 +106,8 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->zero_drops = LOAD(rt->c.zero_drops);
 	st->writable_installs = LOAD(rt->c.writable_installs);
 	st->sum_unchanged = LOAD(rt->c.sum_unchanged);
-	st->refaults_kept = LOAD(rt->c.refaults_kept);
 	st->sum_changed = LOAD(rt->c.sum_changed);
+	st->refaults_kept = LOAD(rt->c.refaults_kept);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
