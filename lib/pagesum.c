@@ -28,7 +28,8 @@
  * page is far below the rate at which DRAM corrupts pages on its own.
  * Where even that is too much, UPAGER_DIRTY=wp-fault is exact.
  *
- * Cost: one multiply-add per 8 bytes and key, about 0.3 us per 4 KiB page,
+ * Cost: one multiply-add per 8 bytes and key -- 0.37 us per 4 KiB page on
+ * the 2-vCPU guest of bench/results/dirty-20261202.txt, release build --
  * once when the page comes in (by the handler, after the faulting thread
  * is already on its way) and once when it leaves (by reclaim).
  */
