@@ -52,17 +52,6 @@ static bool is_write(uint64_t flags)
 	return flags & UFFD_PAGEFAULT_FLAG_WRITE;
 }
 
-/* A clean page's copy in swap stays valid until its first write. */
-static void mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
-{
-	pte->flags |= PTE_DIRTY;
-	rt->frames[pte->frame].summed = 0;
-	if (!(pte->flags & PTE_IO) && pte->slot != UPG_NO_SLOT) {
-		swap_free(rt, pte->slot);
-		pte->slot = UPG_NO_SLOT;
-	}
-}
-
 /*
  * Write prediction.  A clean page (its swap copy valid) is mapped write-
  * protected so that its first write is seen; that write costs a round trip
@@ -487,7 +476,7 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	if (!(pte->flags & PTE_IO))
 		staging_release(rt, f);
 	if (write)
-		mark_dirty(rt, pte);
+		page_mark_dirty(rt, pte);
 	if (refault)
 		page_reactivate(rt, pte);
 	else
@@ -883,7 +872,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		if (pte->state == PS_ACTIVE) {
-			mark_dirty(rt, pte);
+			page_mark_dirty(rt, pte);
 			note_write(rt, pte);
 			STAT_INC(rt, faults[UPG_FAULT_WP]);
 			if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size,
@@ -1062,7 +1051,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		else if (write)
 			note_write(rt, pte);
 		if (write)
-			mark_dirty(rt, pte);
+			page_mark_dirty(rt, pte);
 		if (rd->prefetch)
 			page_activate(rt, pte);
 		else

@@ -314,6 +314,21 @@ void page_refaulted(struct upg_runtime *rt, struct upg_pte *pte)
 	}
 }
 
+/*
+ * A clean page's copy in swap stays valid until its first write; the slot
+ * is freed here, unless a write of it is in flight (PTE_IO: its completion
+ * frees it).  Its fingerprint (pagesum.c) goes with it.
+ */
+void page_mark_dirty(struct upg_runtime *rt, struct upg_pte *pte)
+{
+	pte->flags |= PTE_DIRTY;
+	rt->frames[pte->frame].summed = 0;
+	if (!(pte->flags & PTE_IO) && pte->slot != UPG_NO_SLOT) {
+		swap_free(rt, pte->slot);
+		pte->slot = UPG_NO_SLOT;
+	}
+}
+
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte)
 {
 	swap_free(rt, pte->slot);

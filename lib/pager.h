@@ -176,8 +176,8 @@ struct upg_frame {
 	 * rt->sums[frame] is the fingerprint of the page's swap slot
 	 * (pagesum.c): set only while the page is clean (not PTE_DIRTY)
 	 * and its slot valid, or its staged copy is being written to a new
-	 * one; cleared by whatever makes the page dirty.  Guarded by the
-	 * page lock, like the frame.
+	 * one; cleared by page_mark_dirty() and when a write-back begins.
+	 * Guarded by the page lock, like the frame.
 	 */
 	uint8_t summed;
 };
@@ -660,6 +660,8 @@ void page_reactivate(struct upg_runtime *rt, struct upg_pte *pte);
 void page_evicted(struct upg_runtime *rt, struct upg_pte *pte);
 /* ... it is back from swap by a fault: ACTIVE, longer if it came back soon. */
 void page_refaulted(struct upg_runtime *rt, struct upg_pte *pte);
+/* Page @pte (locked, holding a frame) was written: DIRTY, slot freed. */
+void page_mark_dirty(struct upg_runtime *rt, struct upg_pte *pte);
 /* Page @pte (locked, holding a frame) has no data left -- discarded, or
  * found all zero: its slot and frame are freed and it is EMPTY. */
 void page_drop(struct upg_runtime *rt, struct upg_pte *pte);

@@ -448,14 +448,13 @@ static void writeback_done(struct upg_runtime *rt, struct wb_run *run, bool ok)
 		} else if (!ok) {
 			/* never drop a page: keep it in RAM, dirty */
 			swap_free(rt, slot);
-			rt->frames[w->frame].summed = 0;
 			if (pte->state == PS_WRITEBACK) {
 				pte_set_state(rt, pte, PS_INACTIVE);
 				frame_move(rt, w->frame, FL_INACTIVE);
 			} else {
 				staging_release(rt, w->frame);
 			}
-			pte->flags |= PTE_DIRTY;
+			page_mark_dirty(rt, pte);
 		} else if (pte->state == PS_WRITEBACK) {
 			pte_set_state(rt, pte, PS_SWAPPED);
 			page_evicted(rt, pte);
@@ -521,9 +520,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 				STAT_INC(rt, sum_unchanged);
 			} else {
 				STAT_INC(rt, sum_changed);
-				swap_free(rt, pte->slot);
-				pte->slot = UPG_NO_SLOT;
-				pte->flags |= PTE_DIRTY;
+				page_mark_dirty(rt, pte);
 			}
 		}
 		if (!(pte->flags & PTE_DIRTY) && pte->slot != UPG_NO_SLOT) {
@@ -576,8 +573,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 
 				pte_lock(pte);
 				pte->flags &= (uint8_t)~PTE_IO;
-				pte->flags |= PTE_DIRTY;
-				rt->frames[dirty[i + k].frame].summed = 0;
+				page_mark_dirty(rt, pte);
 				if (pte->flags & PTE_DISCARD) {
 					page_drop(rt, pte);
 				} else {
