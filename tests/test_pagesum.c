@@ -59,6 +59,16 @@ static void expect_changed(struct upg_runtime *rt, uint64_t *page,
 		  what, a, b);
 }
 
+/* Flip bit @bit of word @w: the sum must change.  Then flip it back. */
+static void expect_flip_changes(struct upg_runtime *rt, uint64_t *page,
+				const struct upg_pagesum *orig, size_t w,
+				unsigned bit)
+{
+	page[w] ^= (uint64_t)1 << bit;
+	expect_changed(rt, page, orig, "a bit flip", w, bit);
+	page[w] ^= (uint64_t)1 << bit;
+}
+
 Test(pagesum, equal_pages_agree)
 {
 	struct upg_runtime *rt = sum_runtime(4096);
@@ -85,11 +95,8 @@ Test(pagesum, every_bit_flip_changes_it)
 
 	pagesum_compute(rt, p, &orig);
 	for (size_t w = 0; w < 4096 / 8; w++)
-		for (unsigned bit = 0; bit < 64; bit++) {
-			p[w] ^= (uint64_t)1 << bit;
-			expect_changed(rt, p, &orig, "a bit flip", w, bit);
-			p[w] ^= (uint64_t)1 << bit;
-		}
+		for (unsigned bit = 0; bit < 64; bit++)
+			expect_flip_changes(rt, p, &orig, w, bit);
 	free(p);
 	sum_runtime_free(rt);
 }
@@ -180,11 +187,8 @@ Test(pagesum, large_pages)
 	struct upg_pagesum orig;
 
 	pagesum_compute(rt, p, &orig);
-	for (size_t w = 0; w < 65536 / 8; w += 97) {
-		p[w] ^= 1ULL << (w % 64);
-		expect_changed(rt, p, &orig, "a bit flip", w, w % 64);
-		p[w] ^= 1ULL << (w % 64);
-	}
+	for (size_t w = 0; w < 65536 / 8; w += 97)
+		expect_flip_changes(rt, p, &orig, w, (unsigned)(w % 64));
 	p[65536 / 8 - 1] += 1;
 	expect_changed(rt, p, &orig, "the last word", 65536 / 8 - 1, 0);
 	free(p);
