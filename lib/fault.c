@@ -241,10 +241,37 @@ static size_t zero_fill_range(struct upg_runtime *rt, struct upg_region *r,
 	return done;
 }
 
+/* Does a zero-fill write at @key continue one of the writers followed? */
+static bool zero_stream_continues(const struct upg_handler *h, uint64_t key)
+{
+	for (unsigned i = 0; i < ZERO_STREAMS; i++)
+		if (h->zero_next[i] == key)
+			return true;
+	return false;
+}
+
+/*
+ * A zero-fill write at @key was served up to @next: the writer it
+ * continued (or, if none, a new one in place of the one followed least
+ * recently) is now expected at @next, and goes to the front.
+ */
+static void zero_stream_advance(struct upg_handler *h, uint64_t key,
+				uint64_t next)
+{
+	unsigned i = 0;
+
+	while (i < ZERO_STREAMS - 1 && h->zero_next[i] != key)
+		i++;
+	for (; i > 0; i--)
+		h->zero_next[i] = h->zero_next[i - 1];
+	h->zero_next[0] = next;
+}
+
 /*
  * Zero-fill around a sequential writer: when this handler's recent
  * zero-fill write faults walk page by page (a program filling a new
- * buffer), or a write faults right where the last zero-fill ended, the
+ * buffer), or a write faults right where one of the last few zero-fills
+ * for a write ended (several threads filling buffers of their own), the
  * EMPTY pages just ahead are filled with the same ioctl, one round trip
  * for a whole run instead of one per page.
  * Returns how many pages after @page were locked and framed (0..max).
@@ -255,7 +282,8 @@ static unsigned zero_run_ahead(struct upg_handler *h, struct upg_region *r,
 	struct upg_runtime *rt = h->rt;
 	uint64_t key = (uint64_t)r->id << 40 | page;
 
-	if (stride_observe(&h->zero_stride, key) != 1 && key != h->zero_next)
+	if (stride_observe(&h->zero_stride, key) != 1 &&
+	    !zero_stream_continues(h, key))
 		return 0;
 	return take_empty_run(rt, r, page + 1, r->npages, frames, max,
 			      rt->low_free);
@@ -309,7 +337,7 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	uint32_t frames[ZERO_RUN_MAX];
 	unsigned ahead = 0, mapped;
 	uint32_t f = frame_alloc(rt, r, page);
-	size_t done = 0;
+	size_t done = 0, next;
 	int ret;
 
 	if (f == UPG_NO_FRAME)
@@ -356,17 +384,18 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 	}
 	ahead = mapped > 1 ? mapped - 1 : 0;
 	stats_fault(rt, UPG_FAULT_ZERO, t0); /* the faulting thread runs again */
-	if (is_write(flags))
-		h->zero_next = (uint64_t)r->id << 40 | (page + 1 + ahead);
+	next = page + 1 + ahead;
 	if (!ahead && ret == 0) {
 		unsigned around = zero_around(rt, r, page, is_write(flags));
 
 		/* a writer that goes on in order next faults at the block's end */
-		if (around && is_write(flags))
-			h->zero_next = (uint64_t)r->id << 40 |
-				       ((page | (rt->zero_around - 1)) + 1);
+		if (around)
+			next = (page | (rt->zero_around - 1)) + 1;
 		STAT_ADD(rt, zero_mapped_around, around);
 	}
+	if (is_write(flags))
+		zero_stream_advance(h, (uint64_t)r->id << 40 | page,
+				    (uint64_t)r->id << 40 | next);
 	STAT_ADD(rt, zero_filled_ahead, ahead);
 	return SERVED;
 }

@@ -199,6 +199,8 @@ struct upg_list {
 #define IO_BUFS_PER_HANDLER 64
 /* Most pages one zero-fill fault fills (and 256 KiB at most). */
 #define ZERO_RUN_MAX 64
+/* Sequential writers of fresh memory one handler follows at once. */
+#define ZERO_STREAMS 4
 #define PENDING_MAX 4096
 
 /* A fault that could not be served yet (no frame, no buffer, page busy). */
@@ -307,8 +309,15 @@ struct upg_handler {
 	bool starved;                /* counted in rt->frame_waiters */
 	struct upg_streams streams;  /* of major faults: prefetch */
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
-	uint64_t zero_next; /* region id << 40 | the page after the last
-			       zero-filled for a write: a writer in order */
+	/*
+	 * Where each of the last ZERO_STREAMS writers of fresh memory will
+	 * fault next if it goes on in order (region id << 40 | the page after
+	 * the last one zero-filled for it), most recent first; UINT64_MAX when
+	 * unused.  Threads that fill their own buffers side by side share a
+	 * handler: with one remembered position they would overwrite it at
+	 * every turn, and none would be filled ahead.
+	 */
+	uint64_t zero_next[ZERO_STREAMS];
 	unsigned ninstall_retry;     /* reads with install_retry set */
 	/*
 	 * The uffd may have messages: set by its poll completion (and at

@@ -65,7 +65,8 @@ static int handler_init(struct upg_runtime *rt, struct upg_handler *h,
 	h->index = index;
 	streams_init(&h->streams);
 	stride_init(&h->zero_stride);
-	h->zero_next = UINT64_MAX;
+	for (unsigned i = 0; i < ZERO_STREAMS; i++)
+		h->zero_next[i] = UINT64_MAX;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;

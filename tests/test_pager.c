@@ -805,6 +805,60 @@ Test(zerofill, second_touch_maps_its_block)
 	upg_runtime_destroy(rt);
 }
 
+struct side_writer {
+	uint8_t *p;
+	size_t first, n;
+	pthread_barrier_t *start;
+};
+
+static void *side_writer_main(void *arg)
+{
+	struct side_writer *w = arg;
+
+	pthread_barrier_wait(w->start);
+	for (size_t i = w->first; i < w->first + w->n; i++)
+		fill_page(w->p + i * PS, i, PS, 5);
+	return NULL;
+}
+
+/*
+ * Threads that each fill a buffer of their own, in order and at once, are
+ * each followed as a sequential writer (up to ZERO_STREAMS of them): their
+ * pages are filled ahead, writable, in runs -- not handed the shared zero
+ * page around each first touch, which would cost every page a kernel
+ * copy-on-write fault.  Every byte is read back.
+ */
+Test(zerofill, side_by_side_writers_are_filled_ahead)
+{
+	enum { WRITERS = 4 };
+	struct upg_runtime *rt = test_runtime(64 * MiB, UPG_EVICT_AUTO);
+	size_t per = 4 * MiB / PS, npages = WRITERS * per;
+	struct side_writer w[WRITERS];
+	pthread_t t[WRITERS];
+	pthread_barrier_t start;
+	struct upg_stats st;
+	uint8_t *p;
+
+	cr_assert_eq(upg_region_reserve(rt, npages * PS, (void **)&p), 0);
+	pthread_barrier_init(&start, NULL, WRITERS);
+	for (unsigned k = 0; k < WRITERS; k++) {
+		w[k] = (struct side_writer){ p, k * per, per, &start };
+		cr_assert_eq(pthread_create(&t[k], NULL, side_writer_main, &w[k]), 0);
+	}
+	for (unsigned k = 0; k < WRITERS; k++)
+		pthread_join(t[k], NULL);
+	pthread_barrier_destroy(&start);
+	st = stats_of(rt);
+	cr_assert_geq(st.zero_filled_ahead, npages * 3 / 4,
+		      "%lu of %zu pages filled ahead, %lu mapped around, "
+		      "%lu zero-fill faults", (unsigned long)st.zero_filled_ahead,
+		      npages, (unsigned long)st.zero_mapped_around,
+		      (unsigned long)st.faults[UPG_FAULT_ZERO]);
+	check_all(p, npages, 5);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, dontneed_discards_without_io)
 {
 	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
