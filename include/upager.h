@@ -232,6 +232,10 @@ enum upg_fault_kind {
 #define UPG_LATENCY_OCTAVES 40
 #define UPG_LATENCY_BUCKETS (4 * UPG_LATENCY_OCTAVES)
 
+/*
+ * Fields are only ever added at the end, so that a program built against
+ * an older upager.h works with a newer library: see upg_stats_get().
+ */
 struct upg_stats {
 	uint64_t page_size;
 	uint64_t budget_pages;    /* as configured */
@@ -317,8 +321,16 @@ struct upg_stats {
 	uint64_t refaults_kept;
 };
 
-/* Take a snapshot of the statistics. */
-int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st);
+/*
+ * Take a snapshot of the statistics: upg_stats_get(rt, &st).  It passes the
+ * size of the struct upg_stats the program was built with, and fields are
+ * only ever added at its end, so a program built against an older upager.h
+ * keeps working with a newer library (and gets the fields it knows), and
+ * one built against a newer header reads zero in fields an older library
+ * lacks.  Returns 0, or -EINVAL.
+ */
+int upg_stats_snapshot(struct upg_runtime *rt, struct upg_stats *st, size_t size);
+#define upg_stats_get(rt, st) upg_stats_snapshot((rt), (st), sizeof(*(st)))
 
 /*
  * The latency below which a fraction @q (0..1) of faults of @kind were served,
@@ -330,8 +342,10 @@ uint64_t upg_stats_latency_quantile(const struct upg_stats *st,
 /* The same for the swap reads of major faults (read_latency). */
 uint64_t upg_stats_read_latency_quantile(const struct upg_stats *st, double q);
 
-/* Print a human-readable summary. */
-void upg_stats_print(const struct upg_stats *st, FILE *out);
+/* Print a human-readable summary: upg_stats_print(&st, out). */
+void upg_stats_print_sized(const struct upg_stats *st, size_t size, FILE *out);
+#define upg_stats_print(st, out) \
+	upg_stats_print_sized((st), sizeof(*(st)), (out))
 
 /* ------------------------------------------------------------------------ */
 /* Allocator                                                                 */

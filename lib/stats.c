@@ -55,16 +55,14 @@ void stats_note_resident(struct upg_runtime *rt, uint32_t used)
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
+static void stats_fill(struct upg_runtime *rt, struct upg_stats *st)
 {
-	if (!rt || !st)
-		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	st->page_size = rt->page_size;
 	st->paged = rt->paged;
 	st->guest_halt_poll_ns = rt->guest_halt_poll_ns; /* paged or not */
 	if (!rt->paged)
-		return 0;
+		return;
 	st->budget_pages = rt->base_frames;
 	st->charged_bytes = (uint64_t)__atomic_load_n(&rt->charged_bytes,
 						      __ATOMIC_RELAXED);
@@ -123,6 +121,30 @@ UPG_API int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	st->writeback_pages = (uint64_t)LOAD(rt->nr_state[PS_WRITEBACK]);
 	st->reading_pages = (uint64_t)LOAD(rt->nr_state[PS_READING]);
 	st->swapped_pages = (uint64_t)LOAD(rt->nr_state[PS_SWAPPED]);
+}
+
+/*
+ * The caller's struct upg_stats is @size bytes: its own header's, which may
+ * be older (fields are only ever appended, so it gets the ones it knows) or
+ * newer than this library's (the fields this one lacks read as zero).
+ */
+UPG_API int upg_stats_snapshot(struct upg_runtime *rt, struct upg_stats *st,
+			   size_t size)
+{
+	struct upg_stats now; /* 6.5 KiB: only for a struct of another size */
+
+	if (!rt || !st || size < sizeof(now.page_size))
+		return -EINVAL;
+	if (size == sizeof(now)) {
+		stats_fill(rt, st);
+		return 0;
+	}
+	stats_fill(rt, &now);
+	if (size > sizeof(now)) {
+		memset((char *)st + sizeof(now), 0, size - sizeof(now));
+		size = sizeof(now);
+	}
+	memcpy(st, &now, size);
 	return 0;
 }
 
@@ -170,7 +192,7 @@ static void human(char *buf, size_t n, uint64_t bytes)
 	snprintf(buf, n, u ? "%.1f%c" : "%.0f%c", v, units[u]);
 }
 
-UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
+static void stats_print(const struct upg_stats *st, FILE *out)
 {
 	static const char *kinds[] = { "zero-fill", "soft", "major", "write-protect" };
 	char a[32], b[32], c[32];
@@ -245,4 +267,21 @@ UPG_API void upg_stats_print(const struct upg_stats *st, FILE *out)
 		fprintf(out, "  machine: idle vCPUs halt without polling "
 			"(guest_halt_poll_ns 0), so a fault's wake-ups across "
 			"vCPUs go through the host: see README, Guest idle polling\n");
+}
+
+/* @st is @size bytes, as in upg_stats_snapshot(). */
+UPG_API void upg_stats_print_sized(const struct upg_stats *st, size_t size,
+				   FILE *out)
+{
+	struct upg_stats all;
+
+	if (!st || !out)
+		return;
+	if (size == sizeof(all)) {
+		stats_print(st, out);
+		return;
+	}
+	memset(&all, 0, sizeof(all));
+	memcpy(&all, st, size < sizeof(all) ? size : sizeof(all));
+	stats_print(&all, out);
 }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -636,6 +637,60 @@ Test(stats, guest_halt_poll)
 			     "guest_halt_poll_ns %" PRId64 ": %s", ns, text);
 		free(text);
 	}
+}
+
+/*
+ * A program built against an older upager.h passes a smaller struct
+ * upg_stats: it gets the fields it knows and nothing past them is written;
+ * one built against a newer header gets zeroes in the fields it has extra.
+ */
+Test(stats, other_struct_sizes)
+{
+	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
+	size_t old = offsetof(struct upg_stats, dirty_by_contents), big = 64;
+	static unsigned char buf[sizeof(struct upg_stats) + 64];
+	static struct upg_stats full;
+	struct upg_stats *st = (struct upg_stats *)buf;
+	uint8_t *p;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	cr_assert_eq(upg_region_reserve(rt, 4 * PS, (void **)&p), 0);
+	p[0] = 1;
+	cr_assert_eq(upg_stats_get(rt, &full), 0);
+	memset(buf, 0xa5, sizeof(buf));
+	cr_assert_eq(upg_stats_snapshot(rt, st, old), 0);
+	for (size_t i = old; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0xa5, "byte %zu past the caller's %zu written",
+			     i, old);
+	cr_assert_eq(st->page_size, PS);
+	cr_assert_eq(st->budget_pages, full.budget_pages);
+	cr_assert_eq(st->faults[UPG_FAULT_ZERO], full.faults[UPG_FAULT_ZERO]);
+	cr_assert_eq(st->paged, full.paged);
+
+	memset(buf, 0xa5, sizeof(buf));
+	cr_assert_eq(upg_stats_snapshot(rt, st, sizeof(full) + big), 0);
+	for (size_t i = sizeof(full); i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0, "byte %zu a newer header has is %#x", i,
+			     buf[i]);
+	cr_assert_eq(st->budget_pages, full.budget_pages);
+	cr_assert_eq(upg_stats_snapshot(rt, st, 4), -EINVAL);
+	cr_assert_eq(upg_stats_snapshot(NULL, st, sizeof(full)), -EINVAL);
+
+	/* printing an older struct reads none of the fields it lacks */
+	memset(buf, 0xa5, sizeof(buf));
+	cr_assert_eq(upg_stats_snapshot(rt, st, old), 0);
+	out = open_memstream(&text, &len);
+	cr_assert_not_null(out);
+	upg_stats_print_sized(st, old, out);
+	fclose(out);
+	cr_assert_not_null(strstr(text, "budget"), "%s", text);
+	cr_assert_null(strstr(text, "by contents"),
+		       "a field past the caller's struct was read: %s", text);
+	free(text);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
 }
 
 /* upg_budget_room(): the budget above the high watermark not in use. */
