@@ -203,7 +203,8 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
  * that cannot be taken now does not block the scan) and lock its page if
  * it is in @state and none of @busy flags is set.  Returns false when the
  * list is empty; *@ptep is NULL when this frame had to be passed over --
- * and *@rotated is set when that was an active page's owed turn.
+ * and *@rotated, if given, is set when that was an active page's owed
+ * turn.
  */
 static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 		      uint8_t state, uint8_t busy, uint32_t *fp,
@@ -215,7 +216,8 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 	uint32_t f;
 
 	*ptep = NULL;
-	*rotated = false;
+	if (rotated)
+		*rotated = false;
 	pthread_mutex_lock(&rt->lru_lock);
 	f = l->head;
 	if (f == UPG_NO_FRAME) {
@@ -226,7 +228,8 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 	if (which == FL_ACTIVE && rt->frames[f].passes) {
 		/* page_reactivate(), page_refaulted(): one more turn */
 		rt->frames[f].passes--;
-		*rotated = true;
+		if (rotated)
+			*rotated = true;
 		pthread_mutex_unlock(&rt->lru_lock);
 		return true;
 	}
@@ -493,7 +496,6 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 	struct wb_page dirty[BATCH];
 	struct wb_run runs[BATCH];
 	unsigned ndirty = 0, nruns = 0, freed = 0, scanned = 0, inflight = 0;
-	bool rotated;
 
 	if (n > BATCH)
 		n = BATCH;
@@ -506,7 +508,7 @@ static unsigned evict_some(struct upg_runtime *rt, unsigned n, bool *blocked)
 		scanned++;
 		if (!scan_head(rt, FL_INACTIVE, PS_INACTIVE,
 			       PTE_ZAPPING | PTE_PINNED, &f, &pte, &r, &page,
-			       &rotated))
+			       NULL))
 			break;
 		if (!pte)
 			continue;
