@@ -319,6 +319,15 @@ struct upg_stats {
 	 * the active list than a page read back late.
 	 */
 	uint64_t refaults_kept;
+	/*
+	 * Active pages are on probation until seen in use (touched while
+	 * inactive, or back from swap soon after they left): then they are
+	 * protected, up to 3/4 of the resident pages.  How many are
+	 * protected now, and how many were demoted to probation since start
+	 * (the oldest, when the protected ones were over their share).
+	 */
+	uint64_t protected_pages;
+	uint64_t demotions;
 };
 
 /*

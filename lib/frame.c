@@ -8,18 +8,29 @@
  * page cannot become resident without a frame, the number of frames in use
  * is the resident size, and the budget is a limit on frames.
  *
- * The lists are those of Linux's mm/vmscan.c, reduced to two:
+ * The lists are those of Linux's mm/vmscan.c, with the active list split
+ * in two as in segmented LRU:
  *
- *   fault/prefetch -> [ACTIVE  head ... tail] -- deactivate oldest -->
+ *   fault/prefetch --> [PROBATION head ... tail] --+
+ *   seen in use ---> [ACTIVE (protected) h ... t]  +- deactivate oldest
+ *                          |  over 3/4 of resident:   (probation first)
+ *                          +--> demoted to PROBATION  |
+ *                                                     v
  *                     [INACTIVE head ... tail] -- evict oldest --> swap
- *                          ^                         |
- *                          +---- soft fault ---------+
+ *                          |
+ *                          +---- soft fault: seen in use
  *
  * User space cannot see accessed bits, so "referenced" means "faulted back
  * while inactive": a page that is touched while on the inactive list takes
- * a soft fault and returns to the active tail; one that is not is evicted.
- * A page back from swap soon after it left is owed extra turns of the
- * active list too (page_refaulted()).
+ * a soft fault and goes to the protected list; one that is not is evicted.
+ * A page back from swap soon after it left was in use too (page_refaulted()):
+ * it goes there as well, owed extra turns.  Everything else -- a first
+ * touch, a page read back late, one read ahead -- is on probation, and a
+ * page touched once (the tail of a skewed distribution, a scan) leaves
+ * after crossing probation only, not the whole resident set: the pages in
+ * use keep their frames.  Protected pages age too: past their share of the
+ * resident set the oldest are demoted to probation (reclaim.c), mapped all
+ * the while, and stay protected only if they are seen in use again.
  *
  * The frame table and lists are guarded by rt->lru_lock.  A frame is taken
  * and released by whoever holds its page's lock.
@@ -38,6 +49,8 @@ static struct upg_list *list_of(struct upg_runtime *rt, uint8_t l)
 		return &rt->active;
 	case FL_INACTIVE:
 		return &rt->inactive;
+	case FL_PROBATION:
+		return &rt->probation;
 	default:
 		return NULL;
 	}
@@ -106,6 +119,7 @@ int frames_init(struct upg_runtime *rt)
 	rt->next_unused = 0;
 	rt->active = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
 	rt->inactive = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
+	rt->probation = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
 
 	rt->low_free = (uint32_t)((uint64_t)budget * rt->opts.low_watermark / 100);
 	rt->high_free = (uint32_t)((uint64_t)budget * rt->opts.high_watermark / 100);
@@ -255,7 +269,8 @@ static void activate(struct upg_runtime *rt, struct upg_pte *pte,
 	pte_set_state(rt, pte, PS_ACTIVE);
 	pthread_mutex_lock(&rt->lru_lock);
 	frame_move_locked(rt, pte->frame,
-			  (pte->flags & PTE_PINNED) ? FL_ISOLATED : FL_ACTIVE);
+			  (pte->flags & PTE_PINNED) ? FL_ISOLATED :
+			  passes ? FL_ACTIVE : FL_PROBATION);
 	rt->frames[pte->frame].passes = passes;
 	pthread_mutex_unlock(&rt->lru_lock);
 }

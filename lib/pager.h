@@ -142,9 +142,10 @@ static inline uintptr_t region_page_addr(const struct upg_region *r,
 
 enum upg_frame_list {
 	FL_FREE = 0,
-	FL_ACTIVE,
+	FL_ACTIVE,     /* mapped, and seen in use: the protected segment */
 	FL_INACTIVE,
 	FL_ISOLATED, /* owned by one operation (I/O, pinned): on no list */
+	FL_PROBATION,  /* mapped, not yet seen in use since it came in */
 };
 
 /* A frame's staging slot (staging.c) */
@@ -341,6 +342,7 @@ struct upg_counters {
 	atomic_uint_least64_t write_requests, read_requests;
 	atomic_uint_least64_t clean_drops, discards, swap_full;
 	atomic_uint_least64_t refaults_kept;
+	atomic_uint_least64_t demotions;
 	atomic_uint_least64_t io_errors, io_retries, poisoned;
 	atomic_uint_least64_t events_fork, events_remap, events_remove,
 		events_unmap;
@@ -495,7 +497,7 @@ struct upg_runtime {
 	struct upg_list free;
 	uint32_t last_alloc;    /* the frame given last, or UPG_NO_FRAME */
 	uint32_t next_unused;   /* frames >= next_unused were never used */
-	struct upg_list active, inactive;
+	struct upg_list active, inactive, probation;
 	atomic_uint pinned_pages; /* pages with PTE_PINNED */
 	char *staging;          /* nframes pager pages */
 	size_t staging_bytes;

@@ -106,6 +106,8 @@ static void stats_fill(struct upg_runtime *rt, struct upg_stats *st)
 	st->sum_unchanged = LOAD(rt->c.sum_unchanged);
 	st->sum_changed = LOAD(rt->c.sum_changed);
 	st->refaults_kept = LOAD(rt->c.refaults_kept);
+	st->protected_pages = __atomic_load_n(&rt->active.count, __ATOMIC_RELAXED);
+	st->demotions = LOAD(rt->c.demotions);
 	st->deactivation_flushes = LOAD(rt->c.deactivation_flushes);
 	st->peak_resident_pages = LOAD(rt->c.peak_resident);
 	st->pinned_pages = atomic_load(&rt->pinned_pages);
@@ -235,8 +237,9 @@ static void stats_print(const struct upg_stats *st, FILE *out)
 		st->clean_drops, st->deactivations, st->deactivation_flushes);
 	fprintf(out, "  replacement: %" PRIu64 " pages faulted back from the "
 		"inactive list, %" PRIu64 " back from swap soon after they "
-		"left (kept longer)\n", st->faults[UPG_FAULT_SOFT],
-		st->refaults_kept);
+		"left (kept longer); %" PRIu64 " protected now, %" PRIu64
+		" demoted to probation\n", st->faults[UPG_FAULT_SOFT],
+		st->refaults_kept, st->protected_pages, st->demotions);
 	fprintf(out, "  swap reads of major faults, submitted to completed: p50 "
 		"%.1fus, p99 %.1fus\n",
 		upg_stats_read_latency_quantile(st, 0.5) / 1000.0,

@@ -413,6 +413,53 @@ Test(policy, quick_refaults_are_kept)
 	upg_runtime_destroy(rt);
 }
 
+/*
+ * Segmented LRU (frame.c): pages seen in use -- touched again while
+ * inactive -- are protected, and a stream of pages touched once, four
+ * budgets of them, passes through probation without pushing them out.
+ * With one active list they would have been evicted after about two
+ * budgets of the stream.
+ */
+Test(policy, pages_in_use_outlast_a_scan)
+{
+	struct upg_runtime *rt = test_runtime(4 * MiB, UPG_EVICT_AUTO);
+	size_t budget = 4 * MiB / PS, hot = budget / 8, cold = 4 * budget;
+	struct upg_stats a, b;
+	uint8_t *p, *q;
+
+	cr_assert_eq(upg_region_reserve(rt, hot * PS, (void **)&p), 0);
+	cr_assert_eq(upg_region_reserve(rt, cold * PS, (void **)&q), 0);
+	write_all(p, hot, 1);
+	cr_assert_eq(upg_advise(rt, p, hot * PS, UPG_ADV_DEACTIVATE), 0);
+	a = stats_of(rt);
+	check_all(p, hot, 1);
+	/* the handler files a page after it has woken the faulting thread */
+	for (int i = 0; i < 1000; i++) {
+		b = stats_of(rt);
+		if (b.protected_pages >= hot)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(b.faults[UPG_FAULT_SOFT] - a.faults[UPG_FAULT_SOFT], hot);
+	cr_assert_geq(b.protected_pages, hot, "%" PRIu64 " protected, %" PRIu64
+		      " active, %" PRIu64 " demoted", b.protected_pages,
+		      b.active_pages, b.demotions);
+
+	write_all(q, cold, 2);
+	a = stats_of(rt);
+	check_all(p, hot, 1);
+	b = stats_of(rt);
+	cr_assert_eq(b.faults[UPG_FAULT_MAJOR], a.faults[UPG_FAULT_MAJOR],
+		     "%" PRIu64 " of %zu protected pages were evicted by a scan",
+		     b.faults[UPG_FAULT_MAJOR] - a.faults[UPG_FAULT_MAJOR], hot);
+	cr_assert_geq(b.pages_written, cold - budget);
+	check_all(q, cold, 2);
+	check_all(p, hot, 1);
+	upg_region_release(rt, q);
+	upg_region_release(rt, p);
+	upg_runtime_destroy(rt);
+}
+
 Test(advise, cold_then_willneed)
 {
 	struct upg_runtime *rt = test_runtime(16 * MiB, UPG_EVICT_AUTO);
