@@ -347,7 +347,8 @@ static unsigned gather_run(struct upg_runtime *rt, enum upg_frame_list which,
  * which knows what to do with it -- but that path may zap the page and
  * wait for a handler to read the event, and a handler may be waiting for
  * the lock of a later page of the run: the rest of the run is handed back
- * first, at the head of the active list.  Returns how many went inactive.
+ * first, at the head of the list it came from.  Returns how many went
+ * inactive.
  */
 static unsigned deactivate_run(struct upg_runtime *rt,
 			       enum upg_frame_list which, struct upg_region *r,
@@ -388,9 +389,10 @@ static unsigned deactivate_run(struct upg_runtime *rt,
  * unmap, no TLB flush), and are protected again only if they are seen in
  * use again on their way out.  A page that still owes passes goes round
  * the protected list instead.  Measured 2026-12-02 against one active
- * list (bench/results/experiments-20261202-night.txt): zipf 50700 ->
- * 48700 major faults, redis 5% and sqlite3 4% fewer bytes read from swap,
- * sort 3% more; 1/2 cut zipf's faults by only 1.6%, 7/8 as much as 3/4.
+ * list (bench/results/experiments-20261202-night.txt): python3
+ * bigdict.py 66800 -> 47900 major faults, zipf 50700 -> 48700, redis 5%
+ * and sqlite3 4% fewer bytes read from swap, sort 3% more; 1/2 cut
+ * zipf's faults by only 1.6%, 7/8 as much as 3/4.
  */
 #define PROTECTED_SHARE_NUM 3
 #define PROTECTED_SHARE_DEN 4
