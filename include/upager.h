@@ -322,7 +322,7 @@ struct upg_stats {
 	/*
 	 * Active pages are on probation until seen in use (touched while
 	 * inactive, or back from swap soon after they left): then they are
-	 * protected, up to 3/4 of the resident pages.  How many are
+	 * protected, up to 7/8 of the resident pages.  How many are
 	 * protected now, and how many were demoted to probation since start
 	 * (the oldest, when the protected ones were over their share).
 	 */

@@ -13,7 +13,7 @@
  *
  *   fault/prefetch --> [PROBATION head ... tail] --+
  *   seen in use ---> [ACTIVE (protected) h ... t]  +- deactivate oldest
- *                          |  over 3/4 of resident:   (probation first)
+ *                          |  over 7/8 of resident:   (probation first)
  *                          +--> demoted to PROBATION  |
  *                                                     v
  *                     [INACTIVE head ... tail] -- evict oldest --> swap

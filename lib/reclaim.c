@@ -389,13 +389,15 @@ static unsigned deactivate_run(struct upg_runtime *rt,
  * unmap, no TLB flush), and are protected again only if they are seen in
  * use again on their way out.  A page that still owes passes goes round
  * the protected list instead.  Measured 2026-12-02 against one active
- * list (bench/results/experiments-20261202-night.txt): python3
+ * list (bench/results/experiments-20261202-night.txt), at 3/4: python3
  * bigdict.py 66800 -> 47900 major faults, zipf 50700 -> 48700, redis 5%
- * and sqlite3 4% fewer bytes read from swap, sort 3% more; 1/2 cut
- * zipf's faults by only 1.6%, 7/8 as much as 3/4.
+ * and sqlite3 4% fewer bytes read from swap, sort 3% more; at 7/8 against
+ * 3/4: bigdict.py 44500, sort 8% and redis 5% less read, zipf and the
+ * other workloads of bench/paging the same; at 1/2 zipf's faults fell by
+ * only 1.6%.
  */
-#define PROTECTED_SHARE_NUM 3
-#define PROTECTED_SHARE_DEN 4
+#define PROTECTED_SHARE_NUM 7
+#define PROTECTED_SHARE_DEN 8
 
 static void demote_protected(struct upg_runtime *rt)
 {
