@@ -40,7 +40,7 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-static struct upg_list *list_of(struct upg_runtime *rt, uint8_t l)
+struct upg_list *frame_list(struct upg_runtime *rt, uint8_t l)
 {
 	switch (l) {
 	case FL_FREE:
@@ -59,7 +59,7 @@ static struct upg_list *list_of(struct upg_runtime *rt, uint8_t l)
 static void list_unlink(struct upg_runtime *rt, uint32_t f)
 {
 	struct upg_frame *fr = &rt->frames[f];
-	struct upg_list *l = list_of(rt, fr->list);
+	struct upg_list *l = frame_list(rt, fr->list);
 
 	if (!l)
 		return;
@@ -78,7 +78,7 @@ static void list_unlink(struct upg_runtime *rt, uint32_t f)
 static void list_append(struct upg_runtime *rt, uint32_t f, uint8_t to)
 {
 	struct upg_frame *fr = &rt->frames[f];
-	struct upg_list *l = list_of(rt, to);
+	struct upg_list *l = frame_list(rt, to);
 
 	fr->list = to;
 	fr->prev = fr->next = UPG_NO_FRAME;
@@ -240,7 +240,7 @@ void frame_move_head_locked(struct upg_runtime *rt, uint32_t f,
 			    enum upg_frame_list to)
 {
 	struct upg_frame *fr = &rt->frames[f];
-	struct upg_list *l = list_of(rt, (uint8_t)to);
+	struct upg_list *l = frame_list(rt, (uint8_t)to);
 
 	list_unlink(rt, f);
 	fr->list = (uint8_t)to;

@@ -623,7 +623,9 @@ bool pagesum_unchanged(const struct upg_runtime *rt, uint32_t f,
 uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page);
 /* Return a frame; its staging slot, if it holds data, becomes stale. */
 void frame_free(struct upg_runtime *rt, uint32_t f);
-/* Move frame @f to the tail of list @to (FL_ACTIVE/INACTIVE/ISOLATED). */
+/* The list of frames that @l names; NULL for FL_ISOLATED (on no list). */
+struct upg_list *frame_list(struct upg_runtime *rt, uint8_t l);
+/* Move frame @f to the tail of list @to (any but FL_FREE). */
 void frame_move(struct upg_runtime *rt, uint32_t f, enum upg_frame_list to);
 void frame_move_locked(struct upg_runtime *rt, uint32_t f,
 		       enum upg_frame_list to);

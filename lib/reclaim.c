@@ -211,8 +211,7 @@ static bool scan_head(struct upg_runtime *rt, enum upg_frame_list which,
 		      struct upg_pte **ptep, struct upg_region **rp,
 		      size_t *pagep, bool *rotated)
 {
-	struct upg_list *l = which == FL_ACTIVE ? &rt->active :
-			     which == FL_PROBATION ? &rt->probation : &rt->inactive;
+	struct upg_list *l = frame_list(rt, (uint8_t)which);
 	struct upg_pte *pte;
 	uint32_t f;
 
@@ -308,7 +307,7 @@ static unsigned gather_run(struct upg_runtime *rt, enum upg_frame_list which,
 			   struct upg_region *r, size_t page, uint32_t f,
 			   struct upg_pte **ptes, unsigned max)
 {
-	struct upg_list *l = which == FL_ACTIVE ? &rt->active : &rt->probation;
+	struct upg_list *l = frame_list(rt, (uint8_t)which);
 	unsigned k = 1;
 
 	if (!rt->move_runs)
