@@ -259,6 +259,8 @@ def remove_swap(path):
 # the ratios: the drivers record it, and --guest-halt-poll sets it for a
 # run and restores it at the end.
 HALT_POLL = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+# The parameter polls only while haltpoll is the active cpuidle driver.
+CPUIDLE_DRIVER = "/sys/devices/system/cpu/cpuidle/current_driver"
 # The value to restore, kept on disk until restored, for --cleanup after a
 # SIGKILLed run: "<pid> <value>".
 HALT_POLL_SAVED = "/var/tmp/%s-halt-poll" % PREFIX
@@ -266,7 +268,7 @@ HALT_POLL_SAVED = "/var/tmp/%s-halt-poll" % PREFIX
 
 def halt_poll_config():
     """One config line: the idle driver and its polling, or why none."""
-    driver = read("/sys/devices/system/cpu/cpuidle/current_driver", "none")
+    driver = read(CPUIDLE_DRIVER, "none")
     ns = read(HALT_POLL)
     return "cpuidle=%s guest_halt_poll_ns=%s" % (
         driver, ns if ns is not None else "n/a")
@@ -295,6 +297,11 @@ def halt_poll_set(ns, undo):
         log(NAME + ": --guest-halt-poll: %s does not exist (not a KVM guest "
             "with the cpuidle-haltpoll driver); left as it is" % HALT_POLL)
         return
+    driver = read(CPUIDLE_DRIVER, "none")
+    if driver != "haltpoll":
+        log(NAME + ": --guest-halt-poll: the cpuidle driver is %s, not "
+            "haltpoll, so %s has no effect: idle vCPUs halt without polling "
+            "whatever it says" % (driver, HALT_POLL))
     if old == str(ns):
         return
     if os.path.exists(HALT_POLL_SAVED):

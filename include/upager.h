@@ -300,7 +300,8 @@ struct upg_stats {
 	/*
 	 * The machine: how long an idle vCPU of this KVM guest polls before
 	 * it halts (cpuidle-haltpoll's guest_halt_poll_ns; Linux's default
-	 * 200000), -1 where there is no such driver.  At 0 a fault's wake-ups
+	 * 200000), 0 where the module is loaded but is not the active cpuidle
+	 * driver, -1 where there is no such module.  At 0 a fault's wake-ups
 	 * across vCPUs each go through the host (README, *Guest idle polling*).
 	 */
 	int64_t guest_halt_poll_ns;

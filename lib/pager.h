@@ -392,8 +392,9 @@ struct upg_runtime {
 	size_t sums_bytes;
 	/*
 	 * How long an idle vCPU of this KVM guest polls before it halts
-	 * (cpuidle-haltpoll's guest_halt_poll_ns), read once at start; -1
-	 * where there is no such driver.  Reported, not acted on: at 0 every
+	 * (cpuidle-haltpoll's guest_halt_poll_ns), read once at start; 0
+	 * where that driver is loaded but not the active one, -1 where it is
+	 * absent.  Reported, not acted on: at 0 every
 	 * wake-up of a fault across vCPUs goes through the host.
 	 */
 	int64_t guest_halt_poll_ns;

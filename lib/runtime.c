@@ -124,26 +124,45 @@ static int open_swap(struct upg_runtime *rt)
 			      (uint32_t)limit);
 }
 
-/*
- * guest_halt_poll_ns of a KVM guest's cpuidle-haltpoll driver, or -1.  Read
- * with plain syscalls: the shim may create the runtime before stdio is
- * safe to use.
- */
-static int64_t guest_halt_poll_ns(void)
+/* The first line of a sysfs file into @buf, or -1.  Plain syscalls: the
+ * shim may create the runtime before stdio is safe to use. */
+static ssize_t read_sysfs(const char *path, char *buf, size_t len)
 {
-	char buf[32];
 	ssize_t n;
-	int fd = open("/sys/module/haltpoll/parameters/guest_halt_poll_ns",
-		      O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, len - 1);
 	close(fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	return buf[0] >= '0' && buf[0] <= '9' ? strtoll(buf, NULL, 10) : -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	return n;
+}
+
+/*
+ * How long an idle vCPU of this guest polls before it halts: the
+ * cpuidle-haltpoll driver's guest_halt_poll_ns, or -1 where that module is
+ * absent (bare metal, or a guest without it).  The parameter is only in
+ * force while haltpoll is the active cpuidle driver: a guest that loads the
+ * module but runs with no cpuidle driver (seen on a PVM guest:
+ * current_driver "none", guest_halt_poll_ns 200000) halts its idle vCPUs
+ * without polling in the guest, so that counts as 0.
+ */
+static int64_t guest_halt_poll_ns(void)
+{
+	char ns[32], driver[64];
+
+	if (read_sysfs("/sys/module/haltpoll/parameters/guest_halt_poll_ns",
+		       ns, sizeof(ns)) < 0 || ns[0] < '0' || ns[0] > '9')
+		return -1;
+	if (read_sysfs("/sys/devices/system/cpu/cpuidle/current_driver",
+		       driver, sizeof(driver)) < 0 ||
+	    strcmp(driver, "haltpoll") != 0)
+		return 0;
+	return strtoll(ns, NULL, 10);
 }
 
 static int start_threads(struct upg_runtime *rt)

@@ -268,7 +268,8 @@ static void stats_print(const struct upg_stats *st, FILE *out)
 		st->swap_full, st->io_errors);
 	if (st->guest_halt_poll_ns == 0)
 		fprintf(out, "  machine: idle vCPUs halt without polling "
-			"(guest_halt_poll_ns 0), so a fault's wake-ups across "
+			"(guest_halt_poll_ns 0, or cpuidle-haltpoll not the "
+			"active idle driver), so a fault's wake-ups across "
 			"vCPUs go through the host: see README, Guest idle polling\n");
 }
 

@@ -27,8 +27,11 @@ import kernelswap as k  # noqa: E402
 d = sys.argv[2]
 k.HALT_POLL = os.path.join(d, "guest_halt_poll_ns")
 k.HALT_POLL_SAVED = os.path.join(d, "saved")
+k.CPUIDLE_DRIVER = os.path.join(d, "current_driver")
+k.write(k.CPUIDLE_DRIVER, "haltpoll")
 k.find_mounts = lambda fstype: []  # leave the machine's cgroups alone
-k.log = lambda msg: None
+logged = []
+k.log = logged.append
 tests = []
 
 
@@ -117,6 +120,29 @@ def no_parameter_no_change():
     assert not os.path.exists(k.HALT_POLL)
     assert not os.path.exists(k.HALT_POLL_SAVED)
     assert "guest_halt_poll_ns=n/a" in k.halt_poll_config()
+
+
+@test
+def parameter_without_its_driver_is_named():
+    """A guest with the module loaded but no cpuidle driver (PVM) never
+    polls: the run still sets and restores the value, and says so."""
+    setup("0")
+    k.write(k.CPUIDLE_DRIVER, "none")
+    del logged[:]
+    try:
+        undo = k.Undo()
+        k.halt_poll_set(200000, undo)
+        assert value() == "200000", value()
+        undo.run()
+        assert value() == "0", value()
+        assert any("has no effect" in m for m in logged), logged
+        assert "cpuidle=none" in k.halt_poll_config()
+        del logged[:]
+        k.write(k.CPUIDLE_DRIVER, "haltpoll")
+        k.halt_poll_set(0, k.Undo())
+        assert not any("has no effect" in m for m in logged), logged
+    finally:
+        k.write(k.CPUIDLE_DRIVER, "haltpoll")
 
 
 print("1..%d" % len(tests))
