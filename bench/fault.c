@@ -23,8 +23,10 @@
  *   major_fault  touch of a SWAPPED page        / raw COPY + raw read
  *
  * Spin or block.  On a virtual machine, waking a sleeping handler on another
- * CPU costs several times the fault itself, so upager's handlers spin for
- * UPAGER_SPIN_US after their last event before they sleep.  The raw handler
+ * CPU can cost several times the fault itself, so upager's handlers may spin
+ * for UPAGER_SPIN_US after their last event before they sleep (by default
+ * they sleep at once: spinning has cost more than it saved on the machines
+ * measured, see README, Guest idle polling).  The raw handler
  * gets exactly the same treatment (a non-blocking read() loop for spin_us,
  * then poll()), and each upager figure is compared with the raw variant of
  * the same mode: spin when spin_us > 0, block otherwise.  Both raw variants
@@ -1433,7 +1435,7 @@ static void usage(FILE *f)
 "  --budget SIZE    upager budget for the soft and major phases\n"
 "                   (default 64M, or UPAGER_BUDGET; --quick 16M)\n"
 "  --spin-us N      handler spin before sleeping, raw and upager\n"
-"                   (default: upager's, i.e. UPAGER_SPIN_US or 50)\n"
+"                   (default: upager's, i.e. UPAGER_SPIN_US or 0)\n"
 "  --swap-dir DIR   where upager's swap and the raw read file live\n"
 "                   (default: UPAGER_SWAP_DIR, $TMPDIR, /var/tmp)\n"
 "  --file-size SIZE size of the raw read file (default 256M; --quick 32M)\n"
