@@ -111,7 +111,7 @@ static void area_open(struct area *a, size_t len)
 	struct uffdio_register reg;
 	long pidfd;
 
-	a->len = len;
+	*a = (struct area){ .len = len, .pidfd = -1 };
 	a->src = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	a->dst = mmap(NULL, len, PROT_READ | PROT_WRITE,
