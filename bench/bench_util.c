@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench_util.c - timing, order statistics, option parsing and the
- * "result ..." output format shared by the benchmarks (see bench_util.h).
+ * bench_util.c - timing, order statistics, option parsing, thread pinning
+ * and the "result ..." output format shared by the benchmarks (see
+ * bench_util.h).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setaffinity_np */
+#endif
 #include "bench_util.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,4 +213,13 @@ void bench_permutation(uint64_t *perm, size_t n, uint64_t *state)
 		perm[i - 1] = perm[j];
 		perm[j] = t;
 	}
+}
+
+bool bench_pin_thread(pthread_t t, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return pthread_setaffinity_np(t, sizeof(set), &set) == 0;
 }

@@ -19,6 +19,7 @@
 #ifndef UPG_BENCH_UTIL_H
 #define UPG_BENCH_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,13 @@ void bench_config(const char *bench, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Format @ns for people: "812 ns", "4.81 us", "1.20 ms", into @buf. */
 const char *bench_fmt_ns(char *buf, size_t len, double ns);
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Pin thread @t to CPU @cpu alone.  Returns false if the kernel refused. */
+bool bench_pin_thread(pthread_t t, int cpu);
 
 /* ------------------------------------------------------------------------ */
 /* Pseudo-random numbers                                                     */

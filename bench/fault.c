@@ -383,13 +383,8 @@ static void *raw_handler_main(void *arg)
  */
 static void pin_to(pthread_t t, int cpu)
 {
-	cpu_set_t set;
-
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	pthread_setaffinity_np(t, sizeof(set), &set);
+	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2)
+		bench_pin_thread(t, cpu);
 }
 
 static void pin_handler(pthread_t handler)

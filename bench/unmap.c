@@ -85,15 +85,6 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-static bool pin_to(pthread_t t, int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return pthread_setaffinity_np(t, sizeof(set), &set) == 0;
-}
-
 /* The other thread of the process: keeps its CPU in the mm's TLB users. */
 static void *sibling_main(void *arg)
 {
@@ -279,7 +270,7 @@ int main(int argc, char **argv)
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!iov || sibling_mem == MAP_FAILED)
 		die("allocation", ENOMEM);
-	pin_to(pthread_self(), 0);
+	bench_pin_thread(pthread_self(), 0);
 	bench_config("unmap", "pages=%zu rounds=%u run=%u batch=%u cpus=%ld",
 		     p.pages, p.rounds, p.run, p.batch,
 		     sysconf(_SC_NPROCESSORS_ONLN));
@@ -303,7 +294,7 @@ int main(int argc, char **argv)
 				if (pthread_create(&sibling, NULL, sibling_main,
 						   sibling_mem))
 					die("pthread_create", EAGAIN);
-				pin_to(sibling, 1);
+				bench_pin_thread(sibling, 1);
 				usleep(1000); /* let it run on its CPU */
 			}
 			for (int m = 0; m < NMETHODS; m++) {
