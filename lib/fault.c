@@ -473,8 +473,8 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	if (rt->soft_move && !clean && !(pte->flags & PTE_IO)) {
 		ret = map_page(h, pa, UPG_FILL_MOVE, (void *)s, false, &done);
 		if (ret == 0) {
-			rt->frames[f].staged = SLOT_EMPTY;
-			STAGING_TRACE(f, STAGE_MOVED_BACK, pa);
+			STAGING_TRACE(rt->frames[f].stage, STAGE_MOVED_BACK, pa);
+			staging_emptied(rt, f);
 		}
 	}
 	/* not moved, or not all of it (-EBUSY: pinned, say): copy the rest */
@@ -1014,23 +1014,23 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 	} else if (rd->prefetch && !rd->map &&
 		   !(pte->flags & (PTE_WAITED | PTE_PINNED))) {
 		/* nobody asked yet: park it in staging, a touch is a soft fault */
-		uint32_t f = pte->frame;
+		uint32_t f = pte->frame, slot = staging_take(rt);
 
-		staging_make_empty(rt, f);
 		ret = upg_uffd_copy(&rt->staging_uffd,
-				    (uintptr_t)frame_staging(rt, f),
+				    (uintptr_t)stage_addr(rt, slot),
 				    buffer_addr(h, b), rt->page_size, false, false);
 		if (ret) {
 			upg_log("prefetch of %#lx could not be staged: %s",
 				(unsigned long)pa, upg_strerror(-ret));
+			staging_discard(rt, slot); /* part of it may be there */
 			frame_free(rt, f);
 			pte_set_state(rt, pte, PS_SWAPPED);
 			pte->flags &= PTE_PINNED;
 		} else {
-			rt->frames[f].staged = SLOT_DATA;
+			rt->frames[f].stage = slot;
 			if (rt->dirty_by_sum)
 				pagesum_note(rt, f, buffer_addr(h, b));
-			STAGING_TRACE(f, STAGE_PARKED, pa);
+			STAGING_TRACE(slot, STAGE_PARKED, pa);
 			pte->flags &= PTE_PINNED | PTE_PREFETCHED;
 			pte_set_state(rt, pte, PS_INACTIVE);
 			frame_move(rt, f, FL_INACTIVE);

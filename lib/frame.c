@@ -3,8 +3,8 @@
  * frame.c - frames: the budget made concrete, and the LRU lists.
  *
  * A frame is one pager page of budget.  A page holds a frame for as long as
- * its data is in RAM: mapped in its region (ACTIVE), parked in the frame's
- * staging slot (INACTIVE, WRITEBACK), or being read (READING).  Because a
+ * its data is in RAM: mapped in its region (ACTIVE), parked in a staging
+ * slot (INACTIVE, WRITEBACK), or being read (READING).  Because a
  * page cannot become resident without a frame, the number of frames in use
  * is the resident size, and the budget is a limit on frames.
  *
@@ -115,7 +115,6 @@ int frames_init(struct upg_runtime *rt)
 		return -ENOMEM;
 	/* frames past next_unused are free and untouched: no table to fill */
 	rt->free = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
-	rt->last_alloc = UPG_NO_FRAME;
 	rt->next_unused = 0;
 	rt->active = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
 	rt->inactive = (struct upg_list){ UPG_NO_FRAME, UPG_NO_FRAME, 0 };
@@ -139,37 +138,9 @@ void frames_destroy(struct upg_runtime *rt)
 	rt->frames = NULL;
 }
 
-/*
- * The frame to give (@r, @page), lru_lock held: the one after the frame of
- * the page before it, or after the last frame given, when that one is
- * free -- so that a sequential stream holds ascending frames, whatever
- * order frames were freed in, and leaves in runs (reclaim.c) -- else the
- * oldest free frame, else one never used.  The page before is read
- * without its lock: only a hint, checked against the free list here.
- */
-static uint32_t pick_free_frame(struct upg_runtime *rt, struct upg_region *r,
-				size_t page)
+/* The oldest free frame, else one never used; lru_lock held. */
+static uint32_t pick_free_frame(struct upg_runtime *rt)
 {
-	uint32_t hints[2] = { UPG_NO_FRAME, rt->last_alloc };
-
-	if (page > 0)
-		hints[0] = __atomic_load_n(&r->ptes[page - 1].frame,
-					   __ATOMIC_RELAXED);
-	for (unsigned i = 0; i < 2; i++) {
-		uint32_t f = hints[i];
-
-		if (f == UPG_NO_FRAME || f + 1 >= rt->nframes)
-			continue;
-		f++;
-		if (f == rt->next_unused) {
-			rt->next_unused++;
-			return f;
-		}
-		if (f < rt->next_unused && rt->frames[f].list == FL_FREE) {
-			list_unlink(rt, f);
-			return f;
-		}
-	}
 	if (rt->free.head != UPG_NO_FRAME) {
 		uint32_t f = rt->free.head;
 
@@ -190,8 +161,7 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 		pthread_mutex_unlock(&rt->lru_lock);
 		return UPG_NO_FRAME;
 	}
-	f = pick_free_frame(rt, r, page);
-	rt->last_alloc = f;
+	f = pick_free_frame(rt);
 	fr = &rt->frames[f];
 	fr->region_id = r->id;
 	fr->page_lo = (uint32_t)page;
@@ -199,6 +169,8 @@ uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page)
 	fr->list = FL_ISOLATED;
 	fr->passes = 0;
 	fr->summed = 0;
+	/* a freed frame gave its slot up (frame_free); a new one has none */
+	fr->stage = UPG_NO_STAGE;
 	fr->prev = fr->next = UPG_NO_FRAME;
 	used = ++rt->used_frames;
 	upg_assert(rt->free.count + rt->used_frames == rt->next_unused);

@@ -15,9 +15,11 @@
  *     resident pages into the LRU lists.  The frame count is the budget, so
  *     "resident <= budget" holds by construction.
  *
- * Frame f also owns staging slot f, a page-sized place in the staging area
- * where an INACTIVE or WRITEBACK page's data sits while it is unmapped from
- * its region.
+ * A frame that is INACTIVE or WRITEBACK holds a staging slot, a page-sized
+ * place in the staging area where its page's data sits while it is
+ * unmapped from its region (staging.c).  Slots are not tied to frames: a
+ * run of them is taken for each unmap, so that pages scattered over a
+ * span of a region leave it by one move into one run of slots.
  */
 #ifndef UPG_PAGER_H
 #define UPG_PAGER_H
@@ -148,13 +150,7 @@ enum upg_frame_list {
 	FL_PROBATION,  /* mapped, not yet seen in use since it came in */
 };
 
-/* A frame's staging slot (staging.c) */
-enum upg_slot_state {
-	SLOT_EMPTY = 0, /* no page behind it: may be filled */
-	SLOT_DATA,      /* holds the frame's page (INACTIVE, WRITEBACK) */
-	SLOT_STALE,     /* a page nobody needs, queued to be zapped */
-};
-
+#define UPG_NO_STAGE UINT32_MAX
 #define ZAP_QUEUE_MAX 256
 
 struct upg_frame {
@@ -163,10 +159,14 @@ struct upg_frame {
 	uint32_t region_id;  /* owner page, valid unless FL_FREE */
 	uint32_t page_lo;    /* page index, low and high 32 bits */
 	uint32_t page_hi;
+	/*
+	 * stage: the staging slot holding the page's data, or UPG_NO_STAGE.
+	 * Valid iff the page is INACTIVE or WRITEBACK -- and for an ACTIVE
+	 * page whose staged copy a write-back still reads (PTE_IO).  Set
+	 * and cleared by the owner of the page lock.
+	 */
+	uint32_t stage;
 	uint8_t list;        /* enum upg_frame_list */
-	uint8_t staged;      /* enum upg_slot_state of the staging slot: to
-				and from STALE under zap_lock; filled and
-				emptied by the frame's owner */
 	uint8_t passes;      /* times it is still to be passed over at the
 				head of the active list (rotated, not
 				deactivated): 1 after a soft fault
@@ -489,22 +489,26 @@ struct upg_runtime {
 	int64_t charged_bytes;  /* written under lru_lock */
 	uint32_t used_frames;   /* invariant: used_frames <= frame_limit */
 	/*
-	 * Freed frames, oldest first (a FIFO, from which any frame can be
-	 * taken: frame.c gives a sequential stream ascending frames, and a
-	 * run of its pages then leaves RAM by one move into consecutive
-	 * staging slots, reclaim.c).  Frames >= next_unused are on no list;
+	 * Freed frames, oldest first.  Frames >= next_unused are on no list;
 	 * invariant: free.count + used_frames == next_unused.
 	 */
 	struct upg_list free;
-	uint32_t last_alloc;    /* the frame given last, or UPG_NO_FRAME */
 	uint32_t next_unused;   /* frames >= next_unused were never used */
 	struct upg_list active, inactive, probation;
 	atomic_uint pinned_pages; /* pages with PTE_PINNED */
-	char *staging;          /* nframes pager pages */
+	/*
+	 * The staging area (staging.c), of page-sized slots.  A slot is free
+	 * (no page behind it), taken (holds a page's data, or is being filled
+	 * by the one that took it), or stale (a page nobody needs, on the zap
+	 * queue); stages, guarded by zap_lock, marks the taken and stale ones.
+	 * Invariant: stages.limit >= nframes + ZAP_QUEUE_MAX + STAGE_RUN_MAX,
+	 * so a single slot can always be had.
+	 */
+	char *staging;
 	size_t staging_bytes;
-	/* stale staging slots waiting for one batched zap (staging.c) */
+	struct upg_slots stages;
 	pthread_mutex_t zap_lock;
-	uint32_t zapq[ZAP_QUEUE_MAX]; /* frames whose slot is SLOT_STALE */
+	uint32_t zapq[ZAP_QUEUE_MAX]; /* stale slots, zapped together */
 	unsigned nzap, zap_cap;       /* invariant: nzap < zap_cap */
 	int zap_pidfd;                /* for process_madvise(); -1: per slot */
 	pid_t zap_owner;              /* the process zap_pidfd names */
@@ -622,7 +626,7 @@ bool pagesum_unchanged(const struct upg_runtime *rt, uint32_t f,
 		       const void *data);
 /* Take a free frame for (@r, @page), isolated; UPG_NO_FRAME if none. */
 uint32_t frame_alloc(struct upg_runtime *rt, struct upg_region *r, size_t page);
-/* Return a frame; its staging slot, if it holds data, becomes stale. */
+/* Return a frame; its staging slot, if it has one, becomes stale. */
 void frame_free(struct upg_runtime *rt, uint32_t f);
 /* The list of frames that @l names; NULL for FL_ISOLATED (on no list). */
 struct upg_list *frame_list(struct upg_runtime *rt, uint8_t l);
@@ -633,9 +637,15 @@ void frame_move_locked(struct upg_runtime *rt, uint32_t f,
 /* ... to the head instead: first in line for eviction (COLD advice). */
 void frame_move_head_locked(struct upg_runtime *rt, uint32_t f,
 			    enum upg_frame_list to);
-static inline char *frame_staging(struct upg_runtime *rt, uint32_t f)
+static inline char *stage_addr(const struct upg_runtime *rt, uint32_t slot)
 {
-	return rt->staging + (size_t)f * rt->page_size;
+	return rt->staging + (size_t)slot * rt->page_size;
+}
+/* The staging slot that holds frame @f's page (it must have one). */
+static inline char *frame_staging(const struct upg_runtime *rt, uint32_t f)
+{
+	upg_assert(rt->frames[f].stage != UPG_NO_STAGE);
+	return stage_addr(rt, rt->frames[f].stage);
 }
 static inline size_t frame_page(const struct upg_frame *fr)
 {
@@ -645,25 +655,35 @@ static inline size_t frame_page(const struct upg_frame *fr)
 /* staging.c */
 int staging_init(struct upg_runtime *rt);
 void staging_destroy(struct upg_runtime *rt);
-/* Frame @f's slot (owned by the caller) no longer matters: queue its zap. */
+/* The longest run of slots staging_take_run() gives. */
+#define STAGE_RUN_MAX 64
+/* One free slot, empty, to be filled by the caller; never fails. */
+uint32_t staging_take(struct upg_runtime *rt);
+/* Up to @n consecutive free slots: the first, and how many in *@got
+ * (at least one); never fails. */
+uint32_t staging_take_run(struct upg_runtime *rt, unsigned n, unsigned *got);
+/* Give back @n taken slots from @slot that were never filled (empty). */
+void staging_give_back(struct upg_runtime *rt, uint32_t slot, unsigned n);
+/* Taken slot @slot may hold a page nobody needs: queue its zap. */
+void staging_discard(struct upg_runtime *rt, uint32_t slot);
+/* Frame @f's slot (owned by the caller) no longer matters: queue its zap
+ * and detach it from the frame.  Nothing if the frame has none. */
 void staging_release(struct upg_runtime *rt, uint32_t f);
-/* Before filling frame @f's slot: make sure no page is behind it. */
-void staging_make_empty(struct upg_runtime *rt, uint32_t f);
-/* Zap every queued stale slot now. */
-void staging_flush(struct upg_runtime *rt);
+/* Frame @f's page was moved out of its slot: the slot is empty again. */
+void staging_emptied(struct upg_runtime *rt, uint32_t f);
 /*
  * Debug builds: a ring of the last operations on staging slots, printed
- * for a slot found holding a page while EMPTY (check in staging.c).
+ * for a slot found holding a page while free (check in staging.c).
  */
 enum staging_op {
 	STAGE_MOVED_OUT, STAGE_COPIED_OUT, STAGE_PARKED, STAGE_MOVED_BACK,
 	STAGE_RELEASED, STAGE_ZAPPED,
 };
-void staging_trace(uint32_t f, enum staging_op op, uint64_t arg);
-#define STAGING_TRACE(f, op, arg)                                            \
+void staging_trace(uint32_t slot, enum staging_op op, uint64_t arg);
+#define STAGING_TRACE(slot, op, arg)                                         \
 	do {                                                                 \
 		if (UPG_DEBUG)                                               \
-			staging_trace((f), (op), (uint64_t)(arg));           \
+			staging_trace((slot), (op), (uint64_t)(arg));        \
 	} while (0)
 /* Page @pte (locked, holding a frame) is mapped: ACTIVE, on the active list
  * unless pinned. */

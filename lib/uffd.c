@@ -299,8 +299,8 @@ static size_t moved_anyway(uintptr_t dst, uintptr_t src)
 	return (d & 1) && !(s & 1) ? sys_page : 0;
 }
 
-int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
-		       size_t len, bool wake, size_t *moved)
+static int move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		     size_t len, __u64 mode, size_t *moved)
 {
 	*moved = 0;
 	while (len > 0) {
@@ -308,7 +308,7 @@ int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 			.dst = dst,
 			.src = src,
 			.len = len,
-			.mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
+			.mode = mode,
 		};
 		int ret = uffd_ioctl(u->fd, UFFDIO_MOVE, &m);
 		size_t got;
@@ -341,6 +341,21 @@ int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 		len = 0;
 	}
 	return 0;
+}
+
+int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		       size_t len, bool wake, size_t *moved)
+{
+	return move_part(u, dst, src, len, wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
+			 moved);
+}
+
+int upg_uffd_move_span(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
+		       size_t len, size_t *done)
+{
+	return move_part(u, dst, src, len,
+			 UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+			 done);
 }
 
 int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
