@@ -4,9 +4,9 @@
  * while it is unmapped from its region.
  *
  * The area is a private anonymous mapping of page-sized slots, one per
- * frame and a few more.  Slots are not tied to frames: whoever unmaps pages takes a
- * run of free slots and moves the pages in, and the frame records which
- * slot holds its page.  A run lets pages that are scattered over a span of
+ * frame and a few more.  Slots are not tied to frames: whoever unmaps
+ * pages takes a run of free slots and moves the pages in, and the frame
+ * records which slot holds its page.  A run lets pages that are scattered over a span of
  * a region -- with holes between them, pages that are not mapped -- leave
  * by one UFFDIO_MOVE (reclaim.c): one TLB flush for all of them, where a
  * flush interrupts every CPU that runs the program.  The holes' slots stay
@@ -25,7 +25,8 @@
  *
  * Free slots are found in runs by the allocator of swap slots (slots.c),
  * under zap_lock.  Taken slots never exceed the frames in use, nor stale
- * ones the queue, so the area always has a free slot.
+ * ones the queue, nor the holes of a span in flight its length, so the
+ * area always has a free slot (the invariant in pager.h).
  */
 #include "pager.h"
 
