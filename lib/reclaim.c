@@ -329,7 +329,7 @@ struct span {
 	uint32_t frames[SPAN_MAX];       /* isolated; UPG_NO_FRAME: a hole */
 };
 
-/* May frame @g, of a page after a span's head, leave with it? */
+/* May frame @g, of a page near a span's head, leave with it? */
 static bool joins_span(struct upg_runtime *rt, enum upg_frame_list which,
 		       uint32_t g)
 {
@@ -393,6 +393,35 @@ static bool span_extend(struct upg_runtime *rt, enum upg_frame_list which,
 }
 
 /*
+ * Let the holes at the end of a span go: they have nothing to carry.  Its
+ * first page is always one taken.
+ */
+static void span_trim(struct span *sp)
+{
+	while (sp->frames[sp->n - 1] == UPG_NO_FRAME)
+		pte_unlock(sp->ptes[--sp->n]);
+}
+
+/*
+ * Let the pages of a span from index @from on go -- holes unlocked, pages
+ * taken put back, oldest again, on the list they came from -- and the
+ * holes then at its end.
+ */
+static void span_release(struct upg_runtime *rt, enum upg_frame_list which,
+			 struct span *sp, unsigned from)
+{
+	pthread_mutex_lock(&rt->lru_lock);
+	for (unsigned k = sp->n; k-- > from;)
+		if (sp->frames[k] != UPG_NO_FRAME)
+			frame_move_head_locked(rt, sp->frames[k], which);
+	pthread_mutex_unlock(&rt->lru_lock);
+	for (unsigned k = from; k < sp->n; k++)
+		pte_unlock(sp->ptes[k]);
+	sp->n = from;
+	span_trim(sp);
+}
+
+/*
  * Lock the pages around the span's head (locked and isolated, sp->n == 1)
  * that can go with it, and the holes between them, taking at most @max
  * pages in all: after the head over up to half the span's length, then
@@ -427,8 +456,7 @@ static void gather_span(struct upg_runtime *rt, enum upg_frame_list which,
 		pte_unlock(before[--nb]);
 	if (open)
 		span_extend(rt, which, sp, SPAN_MAX - nb, max, &taken);
-	while (sp->frames[sp->n - 1] == UPG_NO_FRAME)
-		pte_unlock(sp->ptes[--sp->n]);
+	span_trim(sp);
 	if (!nb)
 		return;
 	/* the pages before the head go first, in address order */
@@ -443,32 +471,14 @@ static void gather_span(struct upg_runtime *rt, enum upg_frame_list which,
 }
 
 /*
- * Let the pages of a span from index @from on go: holes unlocked, pages
- * taken put back, oldest again, on the list they came from.
- */
-static void span_release(struct upg_runtime *rt, enum upg_frame_list which,
-			 struct span *sp, unsigned from)
-{
-	pthread_mutex_lock(&rt->lru_lock);
-	for (unsigned k = sp->n; k-- > from;)
-		if (sp->frames[k] != UPG_NO_FRAME)
-			frame_move_head_locked(rt, sp->frames[k], which);
-	pthread_mutex_unlock(&rt->lru_lock);
-	for (unsigned k = from; k < sp->n; k++)
-		pte_unlock(sp->ptes[k]);
-	sp->n = from;
-}
-
-/*
  * A hole must really be unmapped: the move takes along whatever is
  * mapped.  A page the pager has as EMPTY can still be mapped, and hold
  * data the program uses -- sqlite3 under a 16 MiB budget lost some when
- * such holes moved with their spans and were dropped (2026-12-07): a
- * page left mapped by a zero-fill that the kernel completed further than
- * it reported, or one whose REMOVE event was applied before the program's
- * zap reached it.  The pager never owned such a page, and leaves it
- * alone, as the single-page path always did: the span ends before the
- * first hole that is mapped.  (Locked, a hole is not mapped meanwhile.)
+ * such holes moved with their spans and were dropped (2026-12-07).  Where
+ * they come from is not known yet (not from zero-fills: bench/results/
+ * pvm-20261207.txt, section 10).  The pager never owned such a page, and
+ * leaves it alone, as the single-page path always did: the span ends
+ * before the first hole that is mapped.  (Locked, a hole is not mapped meanwhile.)
  * If the region cannot be read -- unmapped by the program meanwhile --
  * the first page goes alone.
  */
@@ -485,8 +495,6 @@ static void span_cut_at_mapped_holes(struct upg_runtime *rt,
 	if (k == sp->n)
 		return;
 	span_release(rt, which, sp, k);
-	while (sp->frames[sp->n - 1] == UPG_NO_FRAME)
-		pte_unlock(sp->ptes[--sp->n]);
 }
 
 /*
@@ -552,8 +560,6 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 	if (got < sp->n) {
 		/* a shorter run of slots: a shorter span */
 		span_release(rt, which, sp, got);
-		while (sp->frames[sp->n - 1] == UPG_NO_FRAME)
-			pte_unlock(sp->ptes[--sp->n]);
 		staging_give_back(rt, slot + sp->n, got - sp->n);
 	}
 	upg_uffd_move_span(&rt->staging_uffd, (uintptr_t)stage_addr(rt, slot),
