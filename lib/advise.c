@@ -19,6 +19,7 @@
 #include "pager.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -46,7 +47,9 @@ static struct upg_region *range_region(struct upg_runtime *rt, uintptr_t addr,
 
 /*
  * Read page @page of @r in from swap if it is SWAPPED and budget is free.
- * Synchronous: the caller is a program thread asking for it.
+ * Synchronous: the caller is a program thread asking for it.  Returns 0,
+ * -ENOMEM (no free budget), -EIO, or -EAGAIN: an event is pending, and
+ * the page was left in swap.
  */
 static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 			 size_t page, char *buf)
@@ -107,11 +110,27 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 		ret = -EIO;
 	} else {
 		size_t done = 0; /* a retry goes on where the kernel stopped */
+		bool wp = rt->uffd.has_wp && !rt->dirty_by_sum;
 
-		ret = UFFD_RETRY(upg_uffd_fill(&rt->uffd, UPG_FILL_COPY, pa, buf,
-					       rt->page_size,
-					       rt->uffd.has_wp && !rt->dirty_by_sum,
-					       &done));
+		/*
+		 * -EAGAIN: an event is pending, and the handler that is to
+		 * read it may be waiting for this page's lock.  Nothing
+		 * mapped yet: the page goes back to swap, for the caller to
+		 * try again without the lock.  Part of a larger page mapped:
+		 * it must be finished.
+		 */
+		while ((ret = upg_uffd_fill(&rt->uffd, UPG_FILL_COPY, pa, buf,
+					    rt->page_size, wp, &done)) == -EAGAIN &&
+		       done)
+			sched_yield();
+		if (ret == -EAGAIN) {
+			frame_free(rt, f);
+			pte_set_state(rt, pte, PS_SWAPPED);
+			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+			pte_unlock(pte);
+			atomic_fetch_sub(&r->inflight, 1);
+			return -EAGAIN;
+		}
 		if (ret == -EEXIST)
 			ret = 0;
 		pte->flags &= PTE_PINNED;
@@ -133,8 +152,15 @@ static int advise_willneed(struct upg_runtime *rt, struct upg_region *r,
 
 	if (!buf)
 		return -ENOMEM;
-	for (size_t p = first; p < last && ret == 0; p++)
-		ret = prefetch_page(rt, r, p, buf);
+	for (size_t p = first; p < last && ret == 0; p++) {
+		/* a page being pinned must come in; for others it is a hint */
+		while ((ret = prefetch_page(rt, r, p, buf)) == -EAGAIN &&
+		       (__atomic_load_n(&r->ptes[p].flags, __ATOMIC_RELAXED) &
+			PTE_PINNED))
+			sched_yield();
+		if (ret == -EAGAIN)
+			ret = 0;
+	}
 	upg_os_free(buf, rt->page_size);
 	/* out of free budget is not an error for a hint */
 	return ret == -ENOMEM ? 0 : ret;

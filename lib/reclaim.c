@@ -161,8 +161,17 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 			UFFD_RETRY(upg_uffd_move(&rt->uffd, pa, s, moved, false));
 	}
 
-	/* protect, copy, zap */
-	UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true));
+	/*
+	 * Protect, copy, zap.  No retry under the page lock: -EAGAIN means an
+	 * event is pending, and the handler that is to read it may be waiting
+	 * for this very lock.  The page stays active; a later pass retries.
+	 */
+	if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true)) {
+		staging_give_back(rt, slot, 1);
+		frame_move(rt, f, FL_ACTIVE);
+		pte_unlock(pte);
+		return false;
+	}
 	if (UPG_DEBUG && rt->inject_copyout_every &&
 	    __atomic_add_fetch(&rt->copyouts, 1, __ATOMIC_RELAXED) %
 	    rt->inject_copyout_every == 0)
@@ -173,7 +182,12 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	if (ret) {
 		upg_log("copy-out of %#lx (frame %u) failed: %s; page kept active",
 			(unsigned long)pa, f, upg_strerror(-ret));
-		UFFD_RETRY(upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, false));
+		/*
+		 * Left protected if that fails (-EAGAIN, as above): the next
+		 * write takes a write-protect fault, which marks the active
+		 * page dirty and lifts the protection (fault.c).
+		 */
+		upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, false);
 		staging_discard(rt, slot); /* part of the page may be there */
 		/* under the page lock: once it is dropped the frame may go */
 		frame_move(rt, f, FL_ACTIVE);
@@ -296,13 +310,21 @@ static void yield_to_writer(struct upg_runtime *rt)
  * KVM guest and 21 us on a PVM guest while another thread runs, against
  * 0.06 and 0.65 us per page when 64 pages move in one call (bench/unmap).
  * So the oldest page does not leave alone: the pages around it in its
- * region that are on the same list, with no turn owed, leave with it, by
- * one move with UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES into a run of staging
- * slots.  The pages between them that are not mapped are holes the move
- * passes over.  Every page of the span is locked meanwhile, so that no
- * hole is mapped and no page taken changes under the move.  A page that
- * is mapped but stays (protected, pinned, under I/O) ends the span, since
- * the move would take it along.
+ * region that are on the same list, with no turn owed, leave with it into
+ * a run of staging slots, locked meanwhile.  A page that is locked by
+ * someone else, or that stays (protected, pinned, under I/O), ends the
+ * span; the pages between those taken that are not active -- holes --
+ * stay where they are.
+ *
+ * Each run of consecutive pages taken moves by one UFFDIO_MOVE: the kernel
+ * flushes once per run of present pages anyway.  A move never passes over
+ * holes (UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES): in Linux 6.18 move_pages()
+ * keeps the -EAGAIN of an attempt that found a page changing under it,
+ * and when the retry finds that page zapped by the program it counts a
+ * hole as progress but still sees the old -EAGAIN, and loops for ever.
+ * Seen 2026-12-07: test-alloc-mmap hung with the reclaim thread spinning
+ * in move_pages_ptes() over a range the program had discarded.  Without
+ * the flag the retry fails with -ENOENT, and the move stops.
  *
  * A page so taken may be younger than the pages left on the list, but it
  * is unmapped only, not evicted: it still has its time on the inactive
@@ -325,7 +347,7 @@ struct span {
 	struct upg_region *r;
 	size_t page;                     /* the span's first page */
 	unsigned n;                      /* pages, holes included */
-	struct upg_pte *ptes[SPAN_MAX];  /* each locked */
+	struct upg_pte *ptes[SPAN_MAX];  /* locked, but for the holes */
 	uint32_t frames[SPAN_MAX];       /* isolated; UPG_NO_FRAME: a hole */
 };
 
@@ -345,9 +367,9 @@ static bool joins_span(struct upg_runtime *rt, enum upg_frame_list which,
 }
 
 /*
- * Lock @pte for a span if the move may pass over it or take it: returns
- * 0 for a hole, 1 for a page taken (its frame isolated, in *@g), and -1,
- * unlocked, for a page that ends the span.
+ * Lock @pte for a span if it is to go: returns 1 for a page taken (its
+ * frame isolated, in *@g), 0 for a hole, and -1 for a page that ends the
+ * span; only the page taken is left locked.
  */
 static int span_lock_page(struct upg_runtime *rt, enum upg_frame_list which,
 			  struct upg_pte *pte, uint32_t *g)
@@ -358,8 +380,10 @@ static int span_lock_page(struct upg_runtime *rt, enum upg_frame_list which,
 	/* INACTIVE, and mapped until its zap */
 	if (pte->flags & PTE_ZAPPING)
 		goto end;
-	if (pte->state != PS_ACTIVE)
+	if (pte->state != PS_ACTIVE) {
+		pte_unlock(pte);
 		return 0;
+	}
 	if ((pte->flags & (PTE_PINNED | PTE_IO)) ||
 	    !joins_span(rt, which, pte->frame))
 		goto end;
@@ -392,20 +416,16 @@ static bool span_extend(struct upg_runtime *rt, enum upg_frame_list which,
 	return sp->page + sp->n < sp->r->npages;
 }
 
-/*
- * Let the holes at the end of a span go: they have nothing to carry.  Its
- * first page is always one taken.
- */
+/* Drop the holes at the end of a span; its first page is always taken. */
 static void span_trim(struct span *sp)
 {
 	while (sp->frames[sp->n - 1] == UPG_NO_FRAME)
-		pte_unlock(sp->ptes[--sp->n]);
+		sp->n--;
 }
 
 /*
- * Let the pages of a span from index @from on go -- holes unlocked, pages
- * taken put back, oldest again, on the list they came from -- and the
- * holes then at its end.
+ * Let the pages of a span from index @from on go -- put back, oldest
+ * again, on the list they came from -- and the holes then at its end.
  */
 static void span_release(struct upg_runtime *rt, enum upg_frame_list which,
 			 struct span *sp, unsigned from)
@@ -416,18 +436,19 @@ static void span_release(struct upg_runtime *rt, enum upg_frame_list which,
 			frame_move_head_locked(rt, sp->frames[k], which);
 	pthread_mutex_unlock(&rt->lru_lock);
 	for (unsigned k = from; k < sp->n; k++)
-		pte_unlock(sp->ptes[k]);
+		if (sp->frames[k] != UPG_NO_FRAME)
+			pte_unlock(sp->ptes[k]);
 	sp->n = from;
 	span_trim(sp);
 }
 
 /*
  * Lock the pages around the span's head (locked and isolated, sp->n == 1)
- * that can go with it, and the holes between them, taking at most @max
- * pages in all: after the head over up to half the span's length, then
- * before it, then after it again as far as the span's length allows.
- * Each way ends at the first page that is locked by someone else, or
- * mapped and not to go, and holes beyond the last page taken are let go.
+ * that can go with it, taking at most @max pages in all: after the head
+ * over up to half the span's length, then before it, then after it again
+ * as far as the span's length allows.  Each way ends at the first page
+ * that is locked by someone else, or mapped and not to go; holes beyond
+ * the last page taken are left out.
  */
 static void gather_span(struct upg_runtime *rt, enum upg_frame_list which,
 			struct span *sp, unsigned max)
@@ -452,8 +473,7 @@ static void gather_span(struct upg_runtime *rt, enum upg_frame_list which,
 			lastb = nb;
 		}
 	}
-	while (nb > lastb)
-		pte_unlock(before[--nb]);
+	nb = lastb; /* no holes before the first page */
 	if (open)
 		span_extend(rt, which, sp, SPAN_MAX - nb, max, &taken);
 	span_trim(sp);
@@ -471,37 +491,10 @@ static void gather_span(struct upg_runtime *rt, enum upg_frame_list which,
 }
 
 /*
- * A hole must really be unmapped: the move takes along whatever is
- * mapped.  A page the pager has as EMPTY can still be mapped, and hold
- * data the program uses -- sqlite3 under a 16 MiB budget lost some when
- * such holes moved with their spans and were dropped (2026-12-07).  Where
- * they come from is not known yet (not from zero-fills: bench/results/
- * pvm-20261207.txt, section 10).  The pager never owned such a page, and
- * leaves it alone, as the single-page path always did: the span ends
- * before the first hole that is mapped.  (Locked, a hole is not mapped meanwhile.)
- * If the region cannot be read -- unmapped by the program meanwhile --
- * the first page goes alone.
- */
-static void span_cut_at_mapped_holes(struct upg_runtime *rt,
-				     enum upg_frame_list which, struct span *sp)
-{
-	unsigned char in[SPAN_MAX];
-	unsigned k = 1;
-
-	if (mincore((void *)region_page_addr(sp->r, sp->page, rt->page_size),
-		    sp->n * rt->page_size, in) == 0)
-		while (k < sp->n && !(sp->frames[k] == UPG_NO_FRAME && (in[k] & 1)))
-			k++;
-	if (k == sp->n)
-		return;
-	span_release(rt, which, sp, k);
-}
-
-/*
- * Where each page of a span is after its move, from the page tables: the
+ * Where each page of a span is after its moves, from the page tables: a
  * move may stop partway (an event pending, a page shared with a fork
- * child), and it passes over a page the program zapped meanwhile -- whose
- * REMOVE event is on its way -- as it does over a hole.
+ * child, a page the program zapped meanwhile, whose REMOVE event is on its
+ * way), and it may have moved a page it reported as not moved (uffd.c).
  */
 static bool span_where(struct upg_runtime *rt, const struct span *sp,
 		       uint32_t slot, unsigned char *in_slot,
@@ -515,44 +508,57 @@ static bool span_where(struct upg_runtime *rt, const struct span *sp,
 }
 
 /*
- * Put back a hole that moved although it was not mapped when the span
- * was cut (only the program's own remapping of the range could do it):
- * whatever it holds is not the pager's to drop.
+ * Move each run of pages taken in span @sp into the slots from @slot on,
+ * the page of index k to slot + k.  A page that stops a move is passed
+ * over and the move goes on after it, but -EAGAIN (an event pending)
+ * stops them all: the moves would fail until a handler reads the event.
+ * Returns how many moves took pages, each a TLB flush.
  */
-static void hole_put_back(struct upg_runtime *rt, const struct span *sp,
-			  unsigned k, uint32_t slot)
+static unsigned span_move(struct upg_runtime *rt, const struct span *sp,
+			  uint32_t slot)
 {
-	uintptr_t pa = region_page_addr(sp->r, sp->page + k, rt->page_size);
+	unsigned k = 0, moves = 0;
 
-	upg_warn_once("a page moved with a span that was not mapped when the "
-		      "span was formed; it is put back");
-	if (upg_uffd_move(&rt->uffd, pa, (uintptr_t)stage_addr(rt, slot),
-			  rt->page_size, false) == 0) {
-		staging_give_back(rt, slot, 1);
-		return;
+	while (k < sp->n) {
+		unsigned end = k + 1;
+		size_t bytes = 0;
+		int ret;
+
+		if (sp->frames[k] == UPG_NO_FRAME) {
+			k++;
+			continue;
+		}
+		while (end < sp->n && sp->frames[end] != UPG_NO_FRAME)
+			end++;
+		ret = upg_uffd_move_part(&rt->staging_uffd,
+					 (uintptr_t)stage_addr(rt, slot + k),
+					 region_page_addr(sp->r, sp->page + k,
+							  rt->page_size),
+					 (end - k) * rt->page_size, false, &bytes);
+		moves += bytes > 0;
+		if (ret == -EAGAIN)
+			break;
+		k += (unsigned)(bytes >> rt->page_shift) + (ret != 0);
 	}
-	upg_log("page %#lx could not be put back: dropped", (unsigned long)pa);
-	staging_discard(rt, slot);
+	return moves;
 }
 
 /*
- * Deactivate the pages of the span in one move.  A page that did not move
- * takes the single-page path, which knows what to do with it -- but that
- * path may zap the page and wait for a handler to read the event, and a
- * handler may be waiting for the lock of a later page: the rest of the
- * span is let go first.  Returns how many pages went inactive.
+ * Deactivate the pages of the span by moves into a run of slots.  A page
+ * that did not move takes the single-page path, which knows what to do
+ * with it -- but that path may zap the page and wait for a handler to
+ * read the event, and a handler may be waiting for the lock of a later
+ * page: the rest of the span is let go first.  Returns how many pages
+ * went inactive.
  */
 static unsigned deactivate_span(struct upg_runtime *rt,
 				enum upg_frame_list which, struct span *sp)
 {
 	unsigned char in_slot[SPAN_MAX], in_region[SPAN_MAX];
 	unsigned got, done = 0, left = 0, k;
-	size_t bytes = 0;
 	uint32_t slot;
 	bool known;
 
-	if (sp->n > 1)
-		span_cut_at_mapped_holes(rt, which, sp);
 	if (sp->n == 1)
 		return deactivate_locked(rt, sp->r, sp->page, sp->ptes[0],
 					 sp->frames[0]);
@@ -562,21 +568,14 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 		span_release(rt, which, sp, got);
 		staging_give_back(rt, slot + sp->n, got - sp->n);
 	}
-	upg_uffd_move_span(&rt->staging_uffd, (uintptr_t)stage_addr(rt, slot),
-			   region_page_addr(sp->r, sp->page, rt->page_size),
-			   sp->n * rt->page_size, &bytes);
+	STAT_ADD(rt, deactivation_flushes, span_move(rt, sp, slot));
 	known = span_where(rt, sp, slot, in_slot, in_region);
 	for (k = 0; k < sp->n; k++) {
 		struct upg_pte *pte = sp->ptes[k];
-		bool moved = in_slot[k] & 1;
 
 		if (sp->frames[k] == UPG_NO_FRAME) {
-			if (moved)
-				hole_put_back(rt, sp, k, slot + k);
-			else
-				staging_give_back(rt, slot + k, 1);
-			pte_unlock(pte);
-		} else if (moved) {
+			staging_give_back(rt, slot + k, 1);
+		} else if (in_slot[k] & 1) {
 			moved_out(rt, pte, sp->frames[k], slot + k);
 			done++;
 		} else if (known && !(in_region[k] & 1)) {
@@ -591,8 +590,6 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 			sp->frames[left++] = sp->frames[k];
 		}
 	}
-	if (done)
-		STAT_INC(rt, deactivation_flushes);
 	if (!left)
 		return done;
 	/* the first page left takes the single-page path, the rest go back */

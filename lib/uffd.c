@@ -281,10 +281,15 @@ int upg_uffd_zeropage(struct upg_uffd *u, uintptr_t dst, size_t len, bool wake)
 
 /*
  * Did the move of the page at @src to @dst happen although the ioctl
- * reported no progress?  Linux 6.18 has been seen to fail a UFFDIO_MOVE
- * after it moved the page (under python3 in bench/programs: the page then
- * counted as still in place, with nothing mapped, and read back as zero).
- * The destination holds a page and the source none: then it moved.
+ * reported no progress?  Linux 6.18 fails a UFFDIO_MOVE after it moved
+ * the page (seen under python3 in bench/programs: the page then counted
+ * as still in place, with nothing mapped, and read back as zero).  Its
+ * move_pages() keeps the -EAGAIN of an attempt that found the page
+ * changing under it; when the retry moves the page, the next round, still
+ * failed, finds the destination taken: -EEXIST, with the pages before it
+ * as the count.  (When the page was zapped instead, a move that passes
+ * over holes loops for ever: reclaim.c, spans.)  The destination
+ * holds a page and the source none: then it moved.
  * Returns the bytes moved (one system page) or 0.  Two system calls, on
  * the error path only.
  */
@@ -348,14 +353,6 @@ int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 {
 	return move_part(u, dst, src, len, wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
 			 moved);
-}
-
-int upg_uffd_move_span(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
-		       size_t len, size_t *done)
-{
-	return move_part(u, dst, src, len,
-			 UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
-			 done);
 }
 
 int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,

@@ -37,7 +37,6 @@ struct uffdio_move {
 	__u64 src;
 	__u64 len;
 #define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
-#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
 	__u64 mode;
 	__s64 move;
 };
@@ -133,14 +132,6 @@ int upg_uffd_move(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 /* ... and how many bytes of the range moved before an error stopped it */
 int upg_uffd_move_part(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
 		       size_t len, bool wake, size_t *moved);
-/*
- * Move the present pages of [@src, @src + @len) to the same offsets from
- * @dst, passing over the holes (pages not present), no wake-up.  *@done is
- * how many bytes were gone through, holes counted, before an error
- * stopped it.  Linux 6.8+, as UFFDIO_MOVE.
- */
-int upg_uffd_move_span(struct upg_uffd *u, uintptr_t dst, uintptr_t src,
-		       size_t len, size_t *done);
 /* Set (@protect) or clear write protection; clearing wakes the waiters. */
 int upg_uffd_writeprotect(struct upg_uffd *u, uintptr_t start, size_t len,
 			  bool protect);

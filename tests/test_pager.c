@@ -1904,10 +1904,10 @@ Test(evict, writers_make_runs_copy, .timeout = 120)
 
 /*
  * Pages touched in random order lie scattered over their region, but the
- * resident ones near the oldest page still leave with it: one move that
- * passes over the holes between them (reclaim.c, spans).  Two passes in
- * two random orders: the first writes every page, the second checks each
- * and writes it again.  Then every page is checked.
+ * resident ones near the oldest page still leave with it: one move per
+ * run of consecutive pages between the holes (reclaim.c, spans).  Two
+ * passes in two random orders: the first writes every page, the second
+ * checks each and writes it again.  Then every page is checked.
  */
 #define SCATTER_BUDGET (4 * MiB)
 #define SCATTER_PAGES (4 * SCATTER_BUDGET / PS)
@@ -1946,8 +1946,12 @@ Test(evict, scattered_pages_leave_in_spans, .timeout = 120)
 	check_all(p, SCATTER_PAGES, 2);
 	st = stats_of(rt);
 	cr_assert_gt(st.pages_written, SCATTER_PAGES);
-	/* 2026-12-07: 6.8 pages per move; 1.09 with runs of consecutive frames */
-	cr_assert_lt(2 * st.deactivation_flushes, st.deactivations,
+	/*
+	 * 2026-12-07: 1.99 pages per move (a run of about two between holes,
+	 * as the budget is a quarter of the region); 1.09 with runs of
+	 * consecutive frames.
+	 */
+	cr_assert_lt(3 * st.deactivation_flushes, 2 * st.deactivations,
 		     "%" PRIu64 " deactivations took %" PRIu64 " flushes",
 		     st.deactivations, st.deactivation_flushes);
 	upg_region_release(rt, p);
