@@ -15,6 +15,10 @@
  *
  *   move_page       UFFDIO_MOVE of one page, every other page of an area
  *   move_run        UFFDIO_MOVE of runs of --run pages
+ *   move_holes      UFFDIO_MOVE of every other page, over 2 x --run pages
+ *                   a call with UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: does the
+ *                   kernel flush once per call, or once per run of
+ *                   present pages (Linux 6.18: per run -- a page each)?
  *   dontneed_page   madvise(MADV_DONTNEED) of one page, every other page
  *   dontneed_batch  process_madvise(MADV_DONTNEED) of every other page,
  *                   --batch pages a call (Linux 6.13+; skipped otherwise)
@@ -56,11 +60,18 @@
 #define SYS_pidfd_open 434
 #endif
 
+#ifndef UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+#endif
+
 #define PAGE 4096UL
 
-enum method { MOVE_PAGE, MOVE_RUN, DONTNEED_PAGE, DONTNEED_BATCH, NMETHODS };
+enum method {
+	MOVE_PAGE, MOVE_RUN, MOVE_HOLES, DONTNEED_PAGE, DONTNEED_BATCH,
+	NMETHODS
+};
 static const char *const method_names[NMETHODS] = {
-	"move_page", "move_run", "dontneed_page", "dontneed_batch",
+	"move_page", "move_run", "move_holes", "dontneed_page", "dontneed_batch",
 };
 
 struct params {
@@ -143,12 +154,17 @@ static void area_refill(struct area *a)
 	memset(a->src, 0x5a, a->len);
 }
 
-static void move(struct area *a, size_t off, size_t len)
+/*
+ * No page of src is zapped while it moves: with holes allowed, Linux 6.18
+ * would loop for ever on such a page (lib/reclaim.c, spans).
+ */
+static void move(struct area *a, size_t off, size_t len, bool holes)
 {
 	struct uffdio_move m = {
 		.dst = (uintptr_t)a->dst + off,
 		.src = (uintptr_t)a->src + off,
 		.len = len,
+		.mode = holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
 	};
 
 	if (ioctl(a->uffd, UFFDIO_MOVE, &m) != 0 || (size_t)m.move != len)
@@ -163,15 +179,23 @@ static uint64_t one_round(struct area *a, const struct params *p,
 	size_t n = 0;
 
 	area_refill(a);
+	if (m == MOVE_HOLES) /* every other page a hole */
+		for (size_t i = 1; i < 2 * p->pages; i += 2)
+			if (madvise(a->src + i * PAGE, PAGE, MADV_DONTNEED))
+				die("madvise", errno);
 	t0 = bench_now_ns();
 	switch (m) {
 	case MOVE_PAGE:
 		for (size_t i = 0; i < 2 * p->pages; i += 2)
-			move(a, i * PAGE, PAGE);
+			move(a, i * PAGE, PAGE, false);
 		break;
 	case MOVE_RUN:
 		for (size_t i = 0; i < p->pages; i += p->run)
-			move(a, i * PAGE, p->run * PAGE);
+			move(a, i * PAGE, p->run * PAGE, false);
+		break;
+	case MOVE_HOLES:
+		for (size_t i = 0; i < 2 * p->pages; i += 2 * p->run)
+			move(a, i * PAGE, 2 * p->run * PAGE, true);
 		break;
 	case DONTNEED_PAGE:
 		for (size_t i = 0; i < 2 * p->pages; i += 2)
@@ -208,7 +232,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --pages N   pages each round takes out (default 4096)\n"
 		"  --rounds N  rounds per figure, interleaved (default 10)\n"
-		"  --run N     pages per UFFDIO_MOVE in move_run (default 64)\n"
+		"  --run N     pages per UFFDIO_MOVE in move_run and move_holes\n"
+		"              (default 64)\n"
 		"  --batch N   pages per process_madvise call (default 512)\n");
 }
 
@@ -275,7 +300,8 @@ int main(int argc, char **argv)
 		     p.pages, p.rounds, p.run, p.batch,
 		     sysconf(_SC_NPROCESSORS_ONLN));
 	if (!a.has_move)
-		printf("unmap: skipped move_page, move_run: this kernel has no "
+		printf("unmap: skipped move_page, move_run, move_holes: this "
+		       "kernel has no "
 		       "UFFDIO_MOVE (Linux 6.8+)\n");
 	if (!a.has_batch)
 		printf("unmap: skipped dontneed_batch: process_madvise() refuses "
@@ -298,7 +324,7 @@ int main(int argc, char **argv)
 				usleep(1000); /* let it run on its CPU */
 			}
 			for (int m = 0; m < NMETHODS; m++) {
-				if ((m <= MOVE_RUN && !a.has_move) ||
+				if ((m <= MOVE_HOLES && !a.has_move) ||
 				    (m == DONTNEED_BATCH && !a.has_batch))
 					continue;
 				bench_samples_add(&s[sib][m],
@@ -315,7 +341,7 @@ int main(int argc, char **argv)
 	for (int m = 0; m < NMETHODS; m++) {
 		char extra[32] = "";
 
-		if (m == MOVE_RUN)
+		if (m == MOVE_RUN || m == MOVE_HOLES)
 			snprintf(extra, sizeof(extra), " run=%u", p.run);
 		else if (m == DONTNEED_BATCH)
 			snprintf(extra, sizeof(extra), " batch=%u", p.batch);

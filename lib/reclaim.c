@@ -329,17 +329,18 @@ static void yield_to_writer(struct upg_runtime *rt)
  * A page so taken may be younger than the pages left on the list, but it
  * is unmapped only, not evicted: it still has its time on the inactive
  * list to be seen in use.  Measured 2026-12-07 on bench/paging (256 MiB,
- * --work 0.5, PVM guest), TLB flushes for 158000 deactivations:
+ * --work 0.5, PVM guest), moves that took pages -- TLB flushes -- for
+ * the same deactivations:
  *
- *                    runs of consecutive   spans, after   spans, after
- *                    frames (replaced)     the head only  and before
- *   uniform-rand          82700                26100        17600-21000
- *   strided               42100                 5100         4300
- *   zipf                  77900                33700        26700
+ *                  deactivations   runs of consecutive   spans, after
+ *                                  frames (replaced)     and before
+ *   uniform-rand      158000             82700               39200
+ *   strided           142000             42100               19500
+ *   zipf              154000             77900               43000
  *
  * Faults did not rise: soft and major within 2% on uniform-rand and zipf;
- * strided had fewer.  Spans taken from the older half of the list only
- * cut uniform-rand's flushes to 40600, for no fewer faults.
+ * strided had fewer.  (The spans' figures first published, 17600-21000
+ * for uniform-rand, counted one flush per move over holes.)
  */
 #define SPAN_MAX STAGE_RUN_MAX
 
