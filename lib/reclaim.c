@@ -140,7 +140,12 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 		 * A larger page may stop moving partway: it goes on, or on an
 		 * error what moved is put back before it is copied instead --
 		 * half a page in staging and half in the region is no state a
-		 * page can be in.
+		 * page can be in.  Both may retry -EAGAIN under the page lock,
+		 * which the rest of reclaim avoids (see below): the page must
+		 * be made whole first.  If a handler that is to read the
+		 * pending event waits for this lock, only another handler can
+		 * end the wait.  Pages of several system pages only, and only
+		 * when an event comes between two parts of the page.
 		 */
 		ret = upg_uffd_move_whole(&rt->staging_uffd, s, pa,
 					  rt->page_size, &moved);
