@@ -106,6 +106,20 @@ static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 		selfzap_forget(rt, pa, pa + rt->page_size);
 }
 
+/* Is every system page of the pager page at @pa mapped? */
+static bool page_mapped(struct upg_runtime *rt, uintptr_t pa)
+{
+	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
+	size_t n = rt->page_size / (size_t)sysconf(_SC_PAGESIZE);
+
+	if (mincore((void *)pa, rt->page_size, in) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(in[i] & 1))
+			return false;
+	return true;
+}
+
 /* Page @pte (locked), frame @f, was moved into staging slot @slot. */
 static void moved_out(struct upg_runtime *rt, struct upg_pte *pte, uint32_t f,
 		      uint32_t slot)
@@ -174,6 +188,23 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	if (upg_uffd_writeprotect(&rt->uffd, pa, rt->page_size, true)) {
 		staging_give_back(rt, slot, 1);
 		frame_move(rt, f, FL_ACTIVE);
+		pte_unlock(pte);
+		return false;
+	}
+	/*
+	 * The copy reads the page through the kernel, and a page missing
+	 * there would be a fault for a handler to serve, which may be waiting
+	 * for this page's lock: reclaim would wait for ever (seen in
+	 * events::dontneed_races_unmap_and_remap_copy, 2026-12-08: the
+	 * program had unmapped the region, and its address was already a
+	 * new region's).  A page the program zapped or unmapped is dropped,
+	 * as a move that finds nothing drops it.  A zap between this check
+	 * and the copy would still hang it: a window of a few microseconds,
+	 * in copy mode only.
+	 */
+	if (!page_mapped(rt, pa)) {
+		staging_give_back(rt, slot, 1);
+		page_drop(rt, pte);
 		pte_unlock(pte);
 		return false;
 	}
