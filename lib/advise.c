@@ -45,6 +45,15 @@ static struct upg_region *range_region(struct upg_runtime *rt, uintptr_t addr,
 	return r;
 }
 
+/* Page @pte (locked), being read into frame @f, stays in swap after all. */
+static void leave_in_swap(struct upg_runtime *rt, struct upg_pte *pte,
+			  uint32_t f, uintptr_t pa)
+{
+	frame_free(rt, f);
+	pte_set_state(rt, pte, PS_SWAPPED);
+	upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+}
+
 /*
  * Read page @page of @r in from swap if it is SWAPPED and budget is free.
  * Synchronous: the caller is a program thread asking for it.  Returns 0,
@@ -103,10 +112,8 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 		page_drop(rt, pte);
 		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
 	} else if (n != (ssize_t)rt->page_size) {
-		/* leave it in swap: a fault will retry and report */
-		frame_free(rt, f);
-		pte_set_state(rt, pte, PS_SWAPPED);
-		upg_uffd_wake(&rt->uffd, pa, rt->page_size);
+		/* a fault will retry and report */
+		leave_in_swap(rt, pte, f, pa);
 		ret = -EIO;
 	} else {
 		size_t done = 0; /* a retry goes on where the kernel stopped */
@@ -124,20 +131,16 @@ static int prefetch_page(struct upg_runtime *rt, struct upg_region *r,
 		       done)
 			sched_yield();
 		if (ret == -EAGAIN) {
-			frame_free(rt, f);
-			pte_set_state(rt, pte, PS_SWAPPED);
-			upg_uffd_wake(&rt->uffd, pa, rt->page_size);
-			pte_unlock(pte);
-			atomic_fetch_sub(&r->inflight, 1);
-			return -EAGAIN;
+			leave_in_swap(rt, pte, f, pa);
+		} else {
+			if (ret == -EEXIST)
+				ret = 0;
+			pte->flags &= PTE_PINNED;
+			if (rt->dirty_by_sum)
+				pagesum_note(rt, f, buf);
+			page_activate(rt, pte);
+			STAT_INC(rt, pages_read);
 		}
-		if (ret == -EEXIST)
-			ret = 0;
-		pte->flags &= PTE_PINNED;
-		if (rt->dirty_by_sum)
-			pagesum_note(rt, f, buf);
-		page_activate(rt, pte);
-		STAT_INC(rt, pages_read);
 	}
 	pte_unlock(pte);
 	atomic_fetch_sub(&r->inflight, 1);

@@ -18,8 +18,8 @@
  * A frame that is INACTIVE or WRITEBACK holds a staging slot, a page-sized
  * place in the staging area where its page's data sits while it is
  * unmapped from its region (staging.c).  Slots are not tied to frames: a
- * run of them is taken for each unmap, so that pages scattered over a
- * span of a region leave it by one move into one run of slots.
+ * run of them is taken for each unmap, so that the consecutive pages of a
+ * region leave it by one move, whatever their frames.
  */
 #ifndef UPG_PAGER_H
 #define UPG_PAGER_H

@@ -109,7 +109,7 @@ static void selfzap(struct upg_runtime *rt, struct upg_region *r, uintptr_t pa)
 /* Is every system page of the pager page at @pa mapped? */
 static bool page_mapped(struct upg_runtime *rt, uintptr_t pa)
 {
-	unsigned char in[UPG_MAX_PAGE_SIZE / 4096];
+	unsigned char in[UPG_MAX_PAGE_SIZE / UPG_MIN_PAGE_SIZE];
 	size_t n = rt->page_size / (size_t)sysconf(_SC_PAGESIZE);
 
 	if (mincore((void *)pa, rt->page_size, in) != 0)
@@ -118,6 +118,19 @@ static bool page_mapped(struct upg_runtime *rt, uintptr_t pa)
 		if (!(in[i] & 1))
 			return false;
 	return true;
+}
+
+/*
+ * Page @pte (locked) was zapped or unmapped by the program while reclaim
+ * was taking it, its REMOVE or UNMAP event on the way: it is dropped, and
+ * the staging slot @slot it was to go to, still empty, given back.
+ */
+static void drop_zapped(struct upg_runtime *rt, struct upg_pte *pte,
+			uint32_t slot)
+{
+	staging_give_back(rt, slot, 1);
+	page_drop(rt, pte);
+	pte_unlock(pte);
 }
 
 /* Page @pte (locked), frame @f, was moved into staging slot @slot. */
@@ -169,10 +182,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 			return true;
 		}
 		if (ret == -ENOENT) {
-			/* zapped by the program; its REMOVE event is on the way */
-			staging_give_back(rt, slot, 1);
-			page_drop(rt, pte);
-			pte_unlock(pte);
+			drop_zapped(rt, pte, slot);
 			return false;
 		}
 		/* -EBUSY: shared with a fork child, KSM, ...: copy instead */
@@ -203,9 +213,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	 * in copy mode only.
 	 */
 	if (!page_mapped(rt, pa)) {
-		staging_give_back(rt, slot, 1);
-		page_drop(rt, pte);
-		pte_unlock(pte);
+		drop_zapped(rt, pte, slot);
 		return false;
 	}
 	if (UPG_DEBUG && rt->inject_copyout_every &&
@@ -616,10 +624,7 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 			moved_out(rt, pte, sp->frames[k], slot + k);
 			done++;
 		} else if (known && !(in_region[k] & 1)) {
-			/* zapped by the program; its REMOVE event is on the way */
-			staging_give_back(rt, slot + k, 1);
-			page_drop(rt, pte);
-			pte_unlock(pte);
+			drop_zapped(rt, pte, slot + k);
 		} else {
 			/* still mapped: kept locked, for below */
 			staging_give_back(rt, slot + k, 1);

@@ -6,12 +6,13 @@
  * The area is a private anonymous mapping of page-sized slots, one per
  * frame and a few more.  Slots are not tied to frames: whoever unmaps
  * pages takes a run of free slots and moves the pages in, and the frame
- * records which slot holds its page.  A run lets pages that are scattered over a span of
- * a region -- with holes between them, pages that are not mapped -- leave
- * by one UFFDIO_MOVE (reclaim.c): one TLB flush for all of them, where a
- * flush interrupts every CPU that runs the program.  The holes' slots stay
- * empty and are given back.  With one slot per frame, only pages with
- * consecutive frames could share a move.
+ * records which slot holds its page.  A run lets the pages of a span of a
+ * region -- with holes between them, pages that are not mapped -- leave
+ * into slots at the same offsets, each run of consecutive pages by one
+ * UFFDIO_MOVE and one TLB flush (reclaim.c), where a flush interrupts
+ * every CPU that runs the program.  The holes' slots stay empty and are
+ * given back.  With one slot per frame, only pages with consecutive
+ * frames could share a move.
  *
  * A slot is free (no page behind it), taken, or stale: a physical page
  * whose contents no longer matter (written to swap, or copied back into
