@@ -329,6 +329,12 @@ struct upg_stats {
 	 */
 	uint64_t protected_pages;
 	uint64_t demotions;
+	/*
+	 * Windows of a stream read ahead at the first touch of their
+	 * predecessor's marker page, while the program was still using it
+	 * (prefetch.c): not at a fault that waits for them.
+	 */
+	uint64_t prefetch_async;
 };
 
 /*

@@ -633,31 +633,21 @@ static void read_run_done(struct upg_handler *h, unsigned b, int res)
 }
 
 /*
- * After a major fault at @page of @r: if the recent faults walk with a
- * stride, read the next pages on that line (see prefetch.c).  Only free
- * budget is used: a guess never evicts anything.  regions_lock is held.
+ * Read @st's next window ahead: its pages on the stride's line from @from
+ * of @r on.  Only free budget is used: a guess never evicts anything.
+ * regions_lock is held, no page locked.
  */
-static void prefetch_after(struct upg_handler *h, struct upg_region *r,
-			   size_t page)
+static void prefetch_window(struct upg_handler *h, struct upg_region *r,
+			    struct upg_stride *st, size_t from)
 {
 	struct upg_runtime *rt = h->rt;
-	uint64_t key = (uint64_t)r->id << 40 | page;
-	struct upg_stride *st = streams_pick(&h->streams, key);
-	unsigned mapped = st->mapped;
-	bool continued = st->stride && key == st->expect;
-	int64_t stride = stride_next(st, key);
+	int64_t stride = st->stride;
 	unsigned run[READ_RUN_MAX], nrun = 0, k;
-	bool map;
+	bool map = st->window >= PREFETCH_MAP_WINDOW;
 
-	if (continued)
-		STAT_ADD(rt, prefetch_hits, mapped);
-
-	stride_feedback(st);
-	if (!stride)
-		return;
-	map = st->window >= PREFETCH_MAP_WINDOW;
-	for (k = 1; k <= st->window; k++) {
-		int64_t t = (int64_t)page + stride * (int64_t)k;
+	st->trigger = PREFETCH_NO_TRIGGER;
+	for (k = 0; k < st->window; k++) {
+		int64_t t = (int64_t)from + stride * (int64_t)k;
 		struct upg_pte *pte;
 		enum served s = SERVED;
 
@@ -675,7 +665,12 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 				pte->flags |= PTE_PREFETCHED;
 				STAT_INC(rt, prefetch_issued);
 				st->issued++;
-				if (map) {
+				/* the first page read of the second half: staged */
+				if (st->trigger == PREFETCH_NO_TRIGGER &&
+				    2 * k >= st->window) {
+					st->trigger = (uint64_t)r->id << 40 |
+						      (uint64_t)t;
+				} else if (map) {
 					h->reads[b].map = true;
 					st->mapped++;
 				}
@@ -699,9 +694,60 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 	 * window after a short one would take that fault for a stray one:
 	 * its step voted on, and the pages mapped ahead never counted used.
 	 */
-	st->expect = key + (uint64_t)(stride * (int64_t)k);
+	st->expect = (uint64_t)r->id << 40 |
+		     (uint64_t)((int64_t)from + stride * (int64_t)k);
 	if (nrun)
 		submit_run(h, run, nrun);
+}
+
+/*
+ * After a major fault at @page of @r: if the recent faults walk with a
+ * stride, read the next pages on that line (see prefetch.c).
+ * regions_lock is held, no page locked.
+ */
+static void prefetch_after(struct upg_handler *h, struct upg_region *r,
+			   size_t page)
+{
+	struct upg_runtime *rt = h->rt;
+	uint64_t key = (uint64_t)r->id << 40 | page;
+	struct upg_stride *st = streams_pick(&h->streams, key);
+	unsigned mapped = st->mapped;
+	bool continued = st->stride && key == st->expect;
+	int64_t stride = stride_next(st, key);
+
+	if (continued)
+		STAT_ADD(rt, prefetch_hits, mapped);
+	stride_feedback(st);
+	if (stride)
+		prefetch_window(h, r, st, (size_t)((int64_t)page + stride));
+}
+
+/*
+ * The first touch of page @page of @r, read ahead: if it is a stream's
+ * marker, the program is half-way through that stream's window, and the
+ * next window is read now, from where the stream's next fault was
+ * expected.  The mapped pages of the window it is in count as used: a
+ * stream that reached the marker walks on through them.  regions_lock is
+ * held, no page locked.
+ */
+static void prefetch_triggered(struct upg_handler *h, struct upg_region *r,
+			       size_t page)
+{
+	struct upg_runtime *rt = h->rt;
+	struct upg_stride *st;
+	uint64_t from;
+
+	st = streams_triggered(&h->streams, (uint64_t)r->id << 40 | page);
+	if (!st || !st->stride)
+		return;
+	from = st->expect;
+	STAT_ADD(rt, prefetch_hits, st->mapped);
+	st->hits += st->mapped;
+	st->mapped = 0;
+	stride_feedback(st);
+	STAT_INC(rt, prefetch_async);
+	if (from >> 40 == r->id)
+		prefetch_window(h, r, st, (size_t)(from & ((1ULL << 40) - 1)));
 }
 
 /*
@@ -875,7 +921,7 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 	struct upg_region *r;
 	struct upg_pte *pte;
 	enum served ret = SERVED;
-	bool major = false;
+	bool major = false, read_ahead = false;
 	uintptr_t pa;
 	size_t page;
 
@@ -918,6 +964,9 @@ static enum served serve(struct upg_handler *h, uintptr_t addr, uint64_t flags,
 		goto out;
 	}
 
+	/* its first touch: a soft fault, or one that waits for the read */
+	read_ahead = (pte->flags & PTE_PREFETCHED) &&
+		     (pte->state == PS_INACTIVE || pte->state == PS_READING);
 	switch (pte->state) {
 	case PS_EMPTY:
 		ret = fault_zero(h, r, page, pte, pa, flags, t0);
@@ -961,6 +1010,8 @@ out:
 	pte_unlock(pte);
 	if (major)
 		prefetch_after(h, r, page);
+	else if (read_ahead && ret == SERVED)
+		prefetch_triggered(h, r, page);
 	region_put(rt);
 	return ret;
 }
@@ -1045,13 +1096,14 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		bool wp = !write && !by_sum && rt->uffd.has_wp;
 		size_t done = 0;
 
-		if (rd->prefetch && (pte->flags & PTE_WAITED)) {
-			/* a thread faulted on it while it was read ahead */
+		/*
+		 * A thread faulted on it while it was read ahead: a hit.  Not
+		 * for a page to be mapped: those are counted when their stream
+		 * goes past them (prefetch_after(), prefetch_triggered()).
+		 */
+		if (rd->prefetch && !rd->map && (pte->flags & PTE_WAITED)) {
 			STAT_INC(rt, prefetch_hits);
-			/* (mapped ones are counted by stride_next()) */
-			if (!rd->map)
-				streams_hit(&h->streams, (uint64_t)r->id << 40 |
-							 rd->page);
+			streams_hit(&h->streams, (uint64_t)r->id << 40 | rd->page);
 		}
 
 		if (!rd->prefetch)

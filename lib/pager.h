@@ -252,8 +252,15 @@ struct upg_stride {
 	unsigned hits;      /* of which touched */
 	int64_t stride;     /* of the current stream, 0 if none */
 	uint64_t expect;    /* key of the fault that would continue it */
+	/*
+	 * Key of the window's marker page, PREFETCH_NO_TRIGGER if none: read
+	 * ahead like the rest but staged, not mapped, so that its first touch
+	 * is a fault, which reads the next window while this one is used.
+	 */
+	uint64_t trigger;
 	unsigned mapped;    /* pages of the last window that were mapped */
 };
+#define PREFETCH_NO_TRIGGER UINT64_MAX
 
 void stride_init(struct upg_stride *s);
 /* Record a major fault at @key; returns the detected stride, or 0. */
@@ -283,6 +290,8 @@ void streams_init(struct upg_streams *ss);
 struct upg_stride *streams_pick(struct upg_streams *ss, uint64_t key);
 /* A page read ahead near @key was used: credit the stream nearest to it. */
 void streams_hit(struct upg_streams *ss, uint64_t key);
+/* The stream whose marker page is @key, or NULL. */
+struct upg_stride *streams_triggered(struct upg_streams *ss, uint64_t key);
 
 struct upg_handler {
 	struct upg_runtime *rt;
@@ -347,7 +356,7 @@ struct upg_counters {
 	atomic_uint_least64_t events_fork, events_remap, events_remove,
 		events_unmap;
 	atomic_uint_least64_t peak_resident;
-	atomic_uint_least64_t prefetch_issued, prefetch_hits;
+	atomic_uint_least64_t prefetch_issued, prefetch_hits, prefetch_async;
 	atomic_uint_least64_t zero_filled_ahead, zero_mapped_around, zero_drops;
 	atomic_uint_least64_t populated;
 	atomic_uint_least64_t staging_zaps, staging_zap_batches;

@@ -23,6 +23,15 @@
  * The window adapts like the kernel's readahead: it doubles while hits keep
  * up with what was issued, and halves when they do not.
  *
+ * A stream read ahead only at its faults stalls once per window: the
+ * program uses the window up, faults on the page past it and waits for
+ * that read -- with the next window's reads queued beside it.  So, as the
+ * kernel marks a page of each readahead window (PG_readahead), one page
+ * of every window, half-way through it, is the marker: staged even when
+ * the rest is mapped, so that its first touch is a fault, which reads the
+ * next window while the program goes on through the second half of this
+ * one.  A stream that keeps its pace then waits for no read at all.
+ *
  * A program may walk several lines at once -- a loop over the columns of
  * four matrices -- and then one history of its faults interleaves four
  * strides and no vote is won.  So a handler keeps several streams, each
@@ -43,11 +52,14 @@ void stride_init(struct upg_stride *s)
 	s->issued = s->hits = 0;
 	s->stride = 0;
 	s->expect = 0;
+	s->trigger = PREFETCH_NO_TRIGGER;
 	s->mapped = 0;
 }
 
 int64_t stride_next(struct upg_stride *s, uint64_t key)
 {
+	/* a major fault of the stream ends its window: a new one, a new marker */
+	s->trigger = PREFETCH_NO_TRIGGER;
 	/*
 	 * The first fault past the last window continues the stream: its
 	 * distance is the window's, not the stride, so it is not voted on;
@@ -198,4 +210,14 @@ void streams_hit(struct upg_streams *ss, uint64_t key)
 	struct upg_stride *s = nearest(ss, key);
 
 	(s ? s : &ss->all)->hits++;
+}
+
+struct upg_stride *streams_triggered(struct upg_streams *ss, uint64_t key)
+{
+	if (ss->all.trigger == key)
+		return &ss->all;
+	for (unsigned i = 0; i < PREFETCH_STREAMS; i++)
+		if (ss->s[i].trigger == key)
+			return &ss->s[i];
+	return NULL;
 }

@@ -98,6 +98,7 @@ static void stats_fill(struct upg_runtime *rt, struct upg_stats *st)
 	st->events_unmap = LOAD(rt->c.events_unmap);
 	st->prefetch_issued = LOAD(rt->c.prefetch_issued);
 	st->prefetch_hits = LOAD(rt->c.prefetch_hits);
+	st->prefetch_async = LOAD(rt->c.prefetch_async);
 	st->zero_filled_ahead = LOAD(rt->c.zero_filled_ahead);
 	st->populated = LOAD(rt->c.populated);
 	st->zero_mapped_around = LOAD(rt->c.zero_mapped_around);
@@ -245,7 +246,8 @@ static void stats_print(const struct upg_stats *st, FILE *out)
 		upg_stats_read_latency_quantile(st, 0.5) / 1000.0,
 		upg_stats_read_latency_quantile(st, 0.99) / 1000.0);
 	fprintf(out, "  prefetch: %" PRIu64 " pages read ahead, %" PRIu64
-		" used\n", st->prefetch_issued, st->prefetch_hits);
+		" used; %" PRIu64 " windows read at a marker, ahead of need\n",
+		st->prefetch_issued, st->prefetch_hits, st->prefetch_async);
 	fprintf(out, "  zero-fill without a fault: %" PRIu64 " ahead of a writer, %"
 		PRIu64 " around a first touch, %" PRIu64 " populated; %" PRIu64
 		" zero pages dropped unwritten\n",
