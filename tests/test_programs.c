@@ -329,6 +329,46 @@ Test(command, bad_arguments_exit_2)
 	cr_assert_eq(sh("UPAGER_BUDGET=lots '%s' run -- true 2>/dev/null", upager), 2);
 }
 
+/*
+ * --cpus: the program runs on the CPUs given, and the pager's threads with
+ * it (they inherit the affinity); a bad list or a CPU it may not use is a
+ * usage error.  swap-irq either finds the CPUs of the swap device's
+ * interrupts, which the program then runs on, or says why it cannot.
+ */
+Test(command, cpus_pin_the_program)
+{
+	int ret;
+
+	/* the first CPU this test may run on */
+	cr_assert_eq(sh("cpu=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*\\([0-9]*\\).*/\\1/p'"
+			" /proc/self/status) && test -n \"$cpu\" &&"
+			" '%s' run --cpus $cpu -- grep Cpus_allowed_list /proc/self/status"
+			" | grep -qx \"Cpus_allowed_list:[[:space:]]*$cpu\"", upager), 0);
+	cr_assert_eq(sh("'%s' run --cpus x -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run --cpus 3-1 -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run --cpus 1,, -- true 2>/dev/null", upager), 2);
+	cr_assert_eq(sh("'%s' run --cpus 99999 -- true 2>/dev/null", upager), 2);
+	/* CPU 1023 exists on no machine these tests run on */
+	cr_assert_eq(sh("'%s' run --cpus 1023 -- true 2>&1 | grep -q 'may run on'",
+			upager), 0);
+	cr_assert_eq(sh("'%s' run --cpus 1023 -- true 2>/dev/null", upager), 2);
+	if (sh("test \"$(stat -f -c %%T /dev/shm 2>/dev/null)\" = tmpfs") == 0)
+		cr_assert_eq(sh("'%s' run --swap-dir /dev/shm --cpus swap-irq -- true"
+				" 2>&1 | grep -q 'no block device'", upager), 0);
+	ret = sh("out=$('%s' run -v --cpus swap-irq -- grep Cpus_allowed_list"
+		 " /proc/self/status 2>&1); rc=$?; echo \"$out\" >&2;"
+		 " if [ $rc = 0 ]; then"
+		 "  want=$(echo \"$out\" | sed -n 's/^upager: running on CPUs \\([0-9,-]*\\).*/\\1/p');"
+		 "  got=$(echo \"$out\" | sed -n 's/^Cpus_allowed_list:[[:space:]]*//p');"
+		 "  test -n \"$want\" && test \"$want\" = \"$got\" && exit 0; exit 1;"
+		 " fi;"
+		 " test $rc = 2 && echo \"$out\" | grep -q 'swap-irq' && exit 3; exit 1",
+		 upager);
+	cr_assert(ret == 0 || ret == 3, "swap-irq: exit %d", ret);
+	if (ret == 3)
+		cr_log_info("swap-irq found no interrupt here (the message is above)");
+}
+
 Test(command, exit_status_passes_through)
 {
 	cr_assert_eq(sh("'%s' run -- sh -c 'exit 7' 2>/dev/null", upager), 7);

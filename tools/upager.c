@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "upager.h"
+#include "cpus.h"
 
 #define EXIT_USAGE 2
 #define EXIT_UPAGER 125
@@ -49,6 +50,9 @@ static const char usage_text[] =
 	"      --swap-dir DIR      directory of the anonymous swap file [SWAP_DIR]\n"
 	"  -p, --page-size SIZE    pager page: 4K to 2M, a power of two [PAGE_SIZE]\n"
 	"  -t, --threads N         fault-handler threads [THREADS]\n"
+	"      --cpus LIST|swap-irq  run the program, and the pager's threads in it,\n"
+	"                          on these CPUs only (as taskset -c LIST), or on\n"
+	"                          those that take the swap device's interrupts\n"
 	"      --mmap, --no-mmap   page the program's anonymous mmap()s too, or\n"
 	"                          leave them to the kernel (default: page) [MMAP]\n"
 	"      --mmap-min SIZE     only mappings of at least SIZE (default 16K)\n"
@@ -225,7 +229,48 @@ static int run(char **argv)
 	return EXIT_UPAGER;
 }
 
-enum { OPT_SWAP_DIR = 256, OPT_STATS, OPT_MMAP, OPT_NO_MMAP, OPT_MMAP_MIN };
+/*
+ * --cpus: this process's affinity, which the program inherits, and the
+ * pager's threads it starts with it (cpus.c says why one would).
+ */
+static int pin(const char *cpus, const struct upg_options *o, unsigned verbose)
+{
+	const char *store = o->swap_path ? o->swap_path : o->swap_dir;
+	char err[512], what[256] = "", list[128];
+	cpu_set_t set;
+	int ret;
+
+	if (!strcmp(cpus, "swap-irq"))
+		ret = cpus_of_swap_irq(store, &set, what, sizeof(what), err,
+				       sizeof(err));
+	else
+		ret = cpus_parse_list(cpus, &set, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "upager: %s\n", err);
+		return ret;
+	}
+	cpus_format(&set, list, sizeof(list));
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		int e = errno;
+		char may[128] = "?";
+		cpu_set_t now;
+
+		if (sched_getaffinity(0, sizeof(now), &now) == 0)
+			cpus_format(&now, may, sizeof(may));
+		fprintf(stderr, "upager: --cpus %s: CPUs %s: %s (this process may "
+			"run on %s)\n", cpus, list, strerror(e), may);
+		return -e;
+	}
+	if (verbose)
+		fprintf(stderr, "upager: running on CPUs %s%s%s%s\n", list,
+			*what ? " (interrupts " : "", what, *what ? ")" : "");
+	return 0;
+}
+
+enum {
+	OPT_SWAP_DIR = 256, OPT_STATS, OPT_MMAP, OPT_NO_MMAP, OPT_MMAP_MIN,
+	OPT_CPUS
+};
 
 static int cmd_run(int argc, char **argv)
 {
@@ -240,12 +285,14 @@ static int cmd_run(int argc, char **argv)
 		{ "mmap", no_argument, NULL, OPT_MMAP },
 		{ "no-mmap", no_argument, NULL, OPT_NO_MMAP },
 		{ "mmap-min", required_argument, NULL, OPT_MMAP_MIN },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct upg_options o;
 	char err[256], num[16];
+	const char *cpus = NULL;
 	unsigned verbose = 0;
 	int c, ret;
 
@@ -300,6 +347,9 @@ static int cmd_run(int argc, char **argv)
 		case OPT_MMAP_MIN:
 			set_option(&o, "mmap_min", optarg);
 			break;
+		case OPT_CPUS:
+			cpus = optarg;
+			break;
 		case OPT_STATS:
 			setenv("UPAGER_STATS", optarg && *optarg ? optarg : "1", 1);
 			break;
@@ -322,6 +372,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage_error("run: no PROGRAM given");
+	if (cpus && pin(cpus, &o, verbose) < 0)
+		return EXIT_USAGE;
 	set_preload(find_shim());
 	return run(argv + optind);
 }
