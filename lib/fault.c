@@ -851,7 +851,7 @@ static unsigned willneed_step(struct upg_handler *h)
 	return issued;
 }
 
-static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
+bool events_pending_in(struct upg_runtime *rt, uintptr_t start, uintptr_t end)
 {
 	bool found = false;
 
@@ -859,10 +859,15 @@ static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
 		return false;
 	pthread_mutex_lock(&rt->selfzap_lock);
 	for (unsigned i = 0; i < atomic_load(&rt->nremoving); i++)
-		if (addr >= rt->removing[i].start && addr < rt->removing[i].end)
+		if (start < rt->removing[i].end && end > rt->removing[i].start)
 			found = true;
 	pthread_mutex_unlock(&rt->selfzap_lock);
 	return found;
+}
+
+static bool being_removed(struct upg_runtime *rt, uintptr_t addr)
+{
+	return events_pending_in(rt, addr, addr + 1);
 }
 
 /*
@@ -1246,6 +1251,8 @@ static bool handle_msg(struct upg_handler *h, const struct uffd_msg *m,
 		if (!region_event_remap(rt, m->arg.remap.from, m->arg.remap.to,
 					m->arg.remap.len))
 			return false;
+		removing_del(rt, m->arg.remap.from,
+			     m->arg.remap.from + m->arg.remap.len);
 		break;
 	default:
 		upg_warn_once("unexpected userfaultfd event %u", m->event);
@@ -1331,12 +1338,22 @@ static unsigned read_msgs(struct upg_handler *h, struct uffd_msg *msgs,
 	atomic_fetch_add(&rt->uffd_reads_begun, 1);
 	n = read(rt->uffd.fd, msgs, max * sizeof(msgs[0]));
 	nmsg = n > 0 ? (unsigned)(n / (ssize_t)sizeof(msgs[0])) : 0;
-	if (several)
-		for (unsigned i = 0; i < nmsg; i++)
-			if (msgs[i].event == UFFD_EVENT_REMOVE ||
-			    msgs[i].event == UFFD_EVENT_UNMAP)
-				removing_add(rt, msgs[i].arg.remove.start,
-					     msgs[i].arg.remove.end);
+	/*
+	 * Announced at once, with one handler as with several: once the
+	 * event is read, the program's munmap() or mremap() returns, and a
+	 * new mapping may take the old range.  Reclaim must not take a page
+	 * there for the old region's (events_pending_in()).
+	 */
+	for (unsigned i = 0; i < nmsg; i++) {
+		const struct uffd_msg *m = &msgs[i];
+
+		if (m->event == UFFD_EVENT_UNMAP ||
+		    (several && m->event == UFFD_EVENT_REMOVE))
+			removing_add(rt, m->arg.remove.start, m->arg.remove.end);
+		else if (m->event == UFFD_EVENT_REMAP)
+			removing_add(rt, m->arg.remap.from,
+				     m->arg.remap.from + m->arg.remap.len);
+	}
 	atomic_fetch_add(&rt->events_read, count_events(msgs, nmsg));
 	atomic_fetch_add(&rt->uffd_reads_ended, 1);
 	if (several)

@@ -432,10 +432,13 @@ struct upg_runtime {
 	struct { uintptr_t start, end; } selfzap[64];
 	unsigned nselfzap;
 	/*
-	 * Ranges whose REMOVE/UNMAP event a handler has read but not yet
-	 * applied.  The program zaps as soon as the event is read, so with
-	 * several handlers another one may read a fault there first: it must
-	 * wait, or it would serve the discarded data.  Guarded by
+	 * Ranges whose event a handler has read but not yet applied: an
+	 * UNMAP's, the old range of a REMAP's, and with several handlers a
+	 * REMOVE's.  The program zaps as soon as a REMOVE is read, so another
+	 * handler may read a fault there first: it must wait, or it would
+	 * serve the discarded data.  And once an UNMAP or REMAP is read the
+	 * range may be a new mapping's: reclaim must not move or copy a page
+	 * of the old region from there (events_pending_in()).  Guarded by
 	 * selfzap_lock; nremoving is read without it as a fast check.
 	 */
 	struct { uintptr_t start, end; } removing[64];
@@ -601,6 +604,11 @@ enum upg_discard_mode {
 };
 void region_discard_pages(struct upg_runtime *rt, struct upg_region *r,
 			  size_t first, size_t last, enum upg_discard_mode mode);
+/*
+ * fault.c: is part of [start, end) in a range whose UNMAP, REMAP (or, with
+ * several handlers, REMOVE) event has been read but not yet applied?
+ */
+bool events_pending_in(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 /* reclaim.c: drop the self-zap entries in [start, end) (region unmapped) */
 void selfzap_forget(struct upg_runtime *rt, uintptr_t start, uintptr_t end);
 /* Unlink and free the regions UNMAP events killed; not from a handler. */

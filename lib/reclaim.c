@@ -160,6 +160,18 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	uintptr_t s = (uintptr_t)stage_addr(rt, slot);
 	int ret = -ENOTSUP;
 
+	/*
+	 * The program unmapped or moved the page's range, and a handler has
+	 * read the event but not applied it: the address may be a new
+	 * mapping's by now, whose page a move would steal.  The event's
+	 * application settles the page; it stays as it is until then.
+	 */
+	if (events_pending_in(rt, pa, pa + rt->page_size)) {
+		staging_give_back(rt, slot, 1);
+		frame_move(rt, f, FL_ACTIVE);
+		pte_unlock(pte);
+		return false;
+	}
 	if (rt->use_move) {
 		size_t moved = 0;
 
@@ -575,6 +587,14 @@ static unsigned span_move(struct upg_runtime *rt, const struct span *sp,
 		}
 		while (end < sp->n && sp->frames[end] != UPG_NO_FRAME)
 			end++;
+		/* an event read, not applied: deactivate_locked() says why */
+		if (events_pending_in(rt, region_page_addr(sp->r, sp->page + k,
+							   rt->page_size),
+				      region_page_addr(sp->r, sp->page + end,
+						       rt->page_size))) {
+			k = end;
+			continue;
+		}
 		ret = upg_uffd_move_part(&rt->staging_uffd,
 					 (uintptr_t)stage_addr(rt, slot + k),
 					 region_page_addr(sp->r, sp->page + k,
@@ -623,10 +643,14 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 		} else if (in_slot[k] & 1) {
 			moved_out(rt, pte, sp->frames[k], slot + k);
 			done++;
-		} else if (known && !(in_region[k] & 1)) {
+		} else if (known && !(in_region[k] & 1) &&
+			   !events_pending_in(rt, region_page_addr(sp->r,
+					sp->page + k, rt->page_size),
+					region_page_addr(sp->r, sp->page + k + 1,
+							 rt->page_size))) {
 			drop_zapped(rt, pte, slot + k);
 		} else {
-			/* still mapped: kept locked, for below */
+			/* still mapped, or its event pending: kept locked */
 			staging_give_back(rt, slot + k, 1);
 			sp->ptes[left] = pte;
 			sp->frames[left++] = sp->frames[k];
