@@ -272,7 +272,9 @@ static void stats_print(const struct upg_stats *st, FILE *out)
 		fprintf(out, "  machine: idle vCPUs halt without polling "
 			"(guest_halt_poll_ns 0, or cpuidle-haltpoll not the "
 			"active idle driver), so a fault's wake-ups across "
-			"vCPUs go through the host: see README, Guest idle polling\n");
+			"vCPUs go through the host: see README, Guest idle "
+			"polling; a single-threaded program may gain from "
+			"`upager run --cpus swap-irq`\n");
 }
 
 /* @st is @size bytes, as in upg_stats_snapshot(). */
