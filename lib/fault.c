@@ -280,7 +280,7 @@ static unsigned zero_run_ahead(struct upg_handler *h, struct upg_region *r,
 			       size_t page, uint32_t *frames, unsigned max)
 {
 	struct upg_runtime *rt = h->rt;
-	uint64_t key = (uint64_t)r->id << 40 | page;
+	uint64_t key = page_key(r->id, page);
 
 	if (stride_observe(&h->zero_stride, key) != 1 &&
 	    !zero_stream_continues(h, key))
@@ -394,8 +394,8 @@ static enum served fault_zero(struct upg_handler *h, struct upg_region *r,
 		STAT_ADD(rt, zero_mapped_around, around);
 	}
 	if (is_write(flags))
-		zero_stream_advance(h, (uint64_t)r->id << 40 | page,
-				    (uint64_t)r->id << 40 | next);
+		zero_stream_advance(h, page_key(r->id, page),
+				    page_key(r->id, next));
 	STAT_ADD(rt, zero_filled_ahead, ahead);
 	return SERVED;
 }
@@ -498,8 +498,8 @@ static enum served fault_soft(struct upg_handler *h, struct upg_pte *pte,
 	if (pte->flags & PTE_PREFETCHED) {
 		pte->flags &= (uint8_t)~PTE_PREFETCHED;
 		STAT_INC(rt, prefetch_hits);
-		streams_hit(&h->streams, (uint64_t)rt->frames[f].region_id << 40 |
-					 frame_page(&rt->frames[f]));
+		streams_hit(&h->streams, page_key(rt->frames[f].region_id,
+						  frame_page(&rt->frames[f])));
 	}
 	/* a copied-from staging slot is garbage, unless a write still reads it */
 	if (!(pte->flags & PTE_IO))
@@ -668,8 +668,7 @@ static void prefetch_window(struct upg_handler *h, struct upg_region *r,
 				/* the first page read of the second half: staged */
 				if (st->trigger == PREFETCH_NO_TRIGGER &&
 				    2 * k >= st->window) {
-					st->trigger = (uint64_t)r->id << 40 |
-						      (uint64_t)t;
+					st->trigger = page_key(r->id, (size_t)t);
 				} else if (map) {
 					h->reads[b].map = true;
 					st->mapped++;
@@ -694,8 +693,8 @@ static void prefetch_window(struct upg_handler *h, struct upg_region *r,
 	 * window after a short one would take that fault for a stray one:
 	 * its step voted on, and the pages mapped ahead never counted used.
 	 */
-	st->expect = (uint64_t)r->id << 40 |
-		     (uint64_t)((int64_t)from + stride * (int64_t)k);
+	st->expect = page_key(r->id,
+			      (size_t)((int64_t)from + stride * (int64_t)k));
 	if (nrun)
 		submit_run(h, run, nrun);
 }
@@ -709,7 +708,7 @@ static void prefetch_after(struct upg_handler *h, struct upg_region *r,
 			   size_t page)
 {
 	struct upg_runtime *rt = h->rt;
-	uint64_t key = (uint64_t)r->id << 40 | page;
+	uint64_t key = page_key(r->id, page);
 	struct upg_stride *st = streams_pick(&h->streams, key);
 	unsigned mapped = st->mapped;
 	bool continued = st->stride && key == st->expect;
@@ -737,7 +736,7 @@ static void prefetch_triggered(struct upg_handler *h, struct upg_region *r,
 	struct upg_stride *st;
 	uint64_t from;
 
-	st = streams_triggered(&h->streams, (uint64_t)r->id << 40 | page);
+	st = streams_triggered(&h->streams, page_key(r->id, page));
 	if (!st || !st->stride)
 		return;
 	from = st->expect;
@@ -746,8 +745,8 @@ static void prefetch_triggered(struct upg_handler *h, struct upg_region *r,
 	st->mapped = 0;
 	stride_feedback(st);
 	STAT_INC(rt, prefetch_async);
-	if (from >> 40 == r->id)
-		prefetch_window(h, r, st, (size_t)(from & ((1ULL << 40) - 1)));
+	if (page_key_region(from) == r->id)
+		prefetch_window(h, r, st, page_key_page(from));
 }
 
 /*
@@ -1108,7 +1107,7 @@ static void read_done(struct upg_handler *h, unsigned b, int res)
 		 */
 		if (rd->prefetch && !rd->map && (pte->flags & PTE_WAITED)) {
 			STAT_INC(rt, prefetch_hits);
-			streams_hit(&h->streams, (uint64_t)r->id << 40 | rd->page);
+			streams_hit(&h->streams, page_key(r->id, rd->page));
 		}
 
 		if (!rd->prefetch)

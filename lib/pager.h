@@ -238,13 +238,33 @@ struct upg_read {
 	unsigned run_next;  /* next buffer of one vectored read, or UINT32_MAX */
 };
 
+/*
+ * A page's key in the stride detectors: its region's id above its page
+ * number, so that keys of one region are ordered and one apart per page.
+ */
+#define PAGE_KEY_SHIFT 40
+static inline uint64_t page_key(uint32_t region_id, size_t page)
+{
+	return (uint64_t)region_id << PAGE_KEY_SHIFT | page;
+}
+
+static inline uint32_t page_key_region(uint64_t key)
+{
+	return (uint32_t)(key >> PAGE_KEY_SHIFT);
+}
+
+static inline size_t page_key_page(uint64_t key)
+{
+	return (size_t)(key & ((1ULL << PAGE_KEY_SHIFT) - 1));
+}
+
 /* prefetch.c: stride detection over a handler's recent major faults */
 #define PREFETCH_MIN_WINDOW 2
 #define PREFETCH_MAX_WINDOW 32
 #define PREFETCH_MAP_WINDOW 8  /* from this window on, map prefetched pages */
 
 struct upg_stride {
-	uint64_t hist[8];   /* region id << 40 | page of recent major faults */
+	uint64_t hist[8];   /* page_key()s of recent major faults */
 	uint64_t last_use;  /* streams' clock when it last took a fault */
 	unsigned n;         /* entries in hist */
 	unsigned window;    /* pages to prefetch ahead */
@@ -321,7 +341,7 @@ struct upg_handler {
 	struct upg_stride zero_stride; /* of zero-fill writes: fill ahead */
 	/*
 	 * Where each of the last ZERO_STREAMS writers of fresh memory will
-	 * fault next if it goes on in order (region id << 40 | the page after
+	 * fault next if it goes on in order (the page_key() of the page after
 	 * the last one zero-filled for it), most recent first; UINT64_MAX when
 	 * unused.  Threads that fill their own buffers side by side share a
 	 * handler: with one remembered position they would overwrite it at

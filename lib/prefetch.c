@@ -148,10 +148,11 @@ static uint64_t stream_distance(const struct upg_stride *s, uint64_t key)
 {
 	uint64_t lo, hi;
 
-	if (s->n == 0 || s->hist[s->n - 1] >> 40 != key >> 40)
+	if (s->n == 0 ||
+	    page_key_region(s->hist[s->n - 1]) != page_key_region(key))
 		return UINT64_MAX;
 	lo = hi = s->hist[s->n - 1];
-	if (s->stride && s->expect >> 40 == key >> 40) {
+	if (s->stride && page_key_region(s->expect) == page_key_region(key)) {
 		if (s->expect < lo)
 			lo = s->expect;
 		else
