@@ -121,6 +121,20 @@ static bool page_mapped(struct upg_runtime *rt, uintptr_t pa)
 }
 
 /*
+ * Are pages [first, last) of @r in a range the program unmapped or moved,
+ * its event read but not yet applied?  The address may be a new mapping's
+ * by now, whose page a move would steal; the event's application settles
+ * the page, which stays as it is until then.
+ */
+static bool pages_event_pending(struct upg_runtime *rt,
+				const struct upg_region *r, size_t first,
+				size_t last)
+{
+	return events_pending_in(rt, region_page_addr(r, first, rt->page_size),
+				 region_page_addr(r, last, rt->page_size));
+}
+
+/*
  * Page @pte (locked) was zapped or unmapped by the program while reclaim
  * was taking it, its REMOVE or UNMAP event on the way: it is dropped, and
  * the staging slot @slot it was to go to, still empty, given back.
@@ -160,13 +174,7 @@ static bool deactivate_locked(struct upg_runtime *rt, struct upg_region *r,
 	uintptr_t s = (uintptr_t)stage_addr(rt, slot);
 	int ret = -ENOTSUP;
 
-	/*
-	 * The program unmapped or moved the page's range, and a handler has
-	 * read the event but not applied it: the address may be a new
-	 * mapping's by now, whose page a move would steal.  The event's
-	 * application settles the page; it stays as it is until then.
-	 */
-	if (events_pending_in(rt, pa, pa + rt->page_size)) {
+	if (pages_event_pending(rt, r, page, page + 1)) {
 		staging_give_back(rt, slot, 1);
 		frame_move(rt, f, FL_ACTIVE);
 		pte_unlock(pte);
@@ -587,11 +595,7 @@ static unsigned span_move(struct upg_runtime *rt, const struct span *sp,
 		}
 		while (end < sp->n && sp->frames[end] != UPG_NO_FRAME)
 			end++;
-		/* an event read, not applied: deactivate_locked() says why */
-		if (events_pending_in(rt, region_page_addr(sp->r, sp->page + k,
-							   rt->page_size),
-				      region_page_addr(sp->r, sp->page + end,
-						       rt->page_size))) {
+		if (pages_event_pending(rt, sp->r, sp->page + k, sp->page + end)) {
 			k = end;
 			continue;
 		}
@@ -644,10 +648,8 @@ static unsigned deactivate_span(struct upg_runtime *rt,
 			moved_out(rt, pte, sp->frames[k], slot + k);
 			done++;
 		} else if (known && !(in_region[k] & 1) &&
-			   !events_pending_in(rt, region_page_addr(sp->r,
-					sp->page + k, rt->page_size),
-					region_page_addr(sp->r, sp->page + k + 1,
-							 rt->page_size))) {
+			   !pages_event_pending(rt, sp->r, sp->page + k,
+						sp->page + k + 1)) {
 			drop_zapped(rt, pte, slot + k);
 		} else {
 			/* still mapped, or its event pending: kept locked */
